@@ -1,0 +1,1 @@
+"""The command line: one small module per command, each parsing flags and calling one library function."""

@@ -1,0 +1,249 @@
+"""The experiment config: one YAML file with a section per stage, defaults, and validation.
+
+Every stage reads its parameters from here; command-line flags override them. A stage finds
+its input artifacts by computing its parents' keys from the same config, which is why
+``lmmclf -c exp.yaml describe && lmmclf -c exp.yaml embed && ...`` composes.
+
+Unknown keys and values of the wrong type are rejected with the offending key named
+(``describe.batch_size: expected int, got 'big'``). Each section is a dataclass whose fields
+carry the defaults, with a comment on every choice the papers leave open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from lmmclf.errors import ConfigError
+
+PAPER_PROMPT = "Give 10 semantic descriptions of the image"
+
+
+@dataclass
+class DatasetSection:
+    name: Optional[str] = None  # a registered dataset (ucf101, era, bar, or one added with `datasets add`)
+    root: Optional[str] = None  # overrides the registered root for this experiment
+    split: int = 1  # UCF-101's official split (1, 2 or 3); other datasets ignore it
+    frame_format: Literal["png", "jpg"] = "png"  # how middle frames of videos are stored (png: lossless)
+    decode_workers: int = 0  # processes for video decoding; 0 = one per CPU core
+
+
+@dataclass
+class DescribeSection:
+    backend: Literal["hf", "openai"] = "hf"
+    model: str = "llava-hf/llava-1.5-13b-hf"  # LLaVA-1.5 on Vicuna-13B v1.5
+    revision: Optional[str] = None  # hub revision; pin a commit for exact reproducibility
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: float16 on GPU, float32 on CPU
+    quantize: Literal["none", "8bit", "4bit", "auto"] = "auto"  # auto: from the GPU's free memory
+    device: str = "auto"
+    batch_size: int = 0  # 0 = pick from free memory
+    prompt: Optional[str] = None  # free text; overrides prompt_preset
+    prompt_preset: str = "paper"  # a named prompt (see `lmmclf describe --help`)
+    num_descriptions: int = 10  # K
+    max_new_tokens: int = 300  # MiniGPT-4's default
+    repetition_penalty: float = 1.05  # MiniGPT-4's default
+    sample: bool = False  # greedy by default: reproducible and cacheable
+    temperature: float = 1.0
+    top_p: float = 0.9
+    seed: int = 0
+    split: Literal["train", "test", "all"] = "all"
+    limit: Optional[int] = None  # describe only the first N images (for trying things out)
+    base_url: Optional[str] = None  # openai backend: the server's /v1 URL
+    api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the API key (never stored)
+    concurrency: int = 8  # openai backend: requests in flight
+    timeout: float = 300.0  # openai backend: seconds per request
+    max_retries: int = 6  # openai backend: retries per image on 429, 5xx, timeouts
+    image_max_side: int = 0  # openai backend: downscale longer side before upload; 0 = send as is
+
+
+@dataclass
+class EmbedSection:
+    clip_model: str = "ViT-L-14-quickgelu"  # the papers' ViT-L/14; QuickGELU matches OpenAI's weights
+    clip_pretrained: Optional[str] = "openai"
+    batch_size: int = 64
+    num_workers: int = 2  # DataLoader workers for decoding and preprocessing
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 autocast on GPU, fp32 on CPU
+    storage_dtype: Literal["float32", "float16"] = "float32"
+
+
+@dataclass
+class ProbeSection:
+    features: Literal["image", "text", "concat", "mean", "zeroshot", "prototype-zeroshot"] = "concat"
+    epochs: int = 500  # paper 1
+    lr: float = 1e-3  # paper 1
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    normalize: bool = False  # L2-normalise each embedding before pooling/concatenation
+    val_fraction: float = 0.0  # hold out part of the training split for model selection
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+
+
+@dataclass
+class FinetuneSection:
+    alpha: float = 0.01  # paper 2; 0 = the "finetuning w/o Reg." baseline
+    epochs: int = 100  # paper 2
+    batch_size: int = 64  # paper 2
+    lr: float = 1e-4  # paper 2
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    schedule: Literal["constant", "cosine"] = "constant"
+    reg_reduction: Literal["mean", "sum"] = "mean"  # squared distance averaged over the batch (see docs)
+    unlocked_blocks: int = 1  # trailing transformer blocks trained, plus the final norm and projection
+    trunk_cache: bool = True  # cache the frozen blocks' output once; train only the tail
+    trunk_dtype: Literal["float16", "float32"] = "float16"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16 on GPUs that have it
+    grad_checkpointing: bool = False
+    augment: bool = False  # no augmentation in the paper; augmentation disables the trunk cache
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+    num_workers: int = 2
+
+
+@dataclass
+class EvalSection:
+    methods: list[str] = field(default_factory=lambda: ["all"])
+    out_dir: str = "results"
+    bootstrap: int = 2000  # resamples for the paired confidence interval
+    compare: Optional[list[str]] = None  # two methods to compare pairwise
+
+
+@dataclass
+class ExperimentConfig:
+    dataset: DatasetSection = field(default_factory=DatasetSection)
+    describe: DescribeSection = field(default_factory=DescribeSection)
+    embed: EmbedSection = field(default_factory=EmbedSection)
+    probe: ProbeSection = field(default_factory=ProbeSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def override(self, section: str, **values: Any) -> "ExperimentConfig":
+        """A copy with ``values`` set in ``section``; ``None`` values (unset flags) are ignored."""
+        given = {k: v for k, v in values.items() if v is not None}
+        if not given:
+            return self
+        current = getattr(self, section)
+        checked = _validate_section(section, type(current), {**dataclasses.asdict(current), **given})
+        return dataclasses.replace(self, **{section: checked})
+
+
+def load_config(path: str | Path | None = None) -> ExperimentConfig:
+    """The built-in defaults, updated from the YAML file at ``path`` if given.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, or has an unknown key or wrong type.
+    """
+    if path is None:
+        return ExperimentConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from exc
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Build and validate a config from plain data (e.g. parsed YAML)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections.")
+    sections = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    built = {}
+    for name, value in data.items():
+        if name not in sections:
+            raise ConfigError(f"{source}: unknown section '{name}' (known: {', '.join(sections)}).")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: section '{name}' must be a mapping.")
+        section_type = _section_type(name)
+        defaults = dataclasses.asdict(section_type())
+        built[name] = _validate_section(name, section_type, {**defaults, **value}, source)
+    return ExperimentConfig(**built)
+
+
+def _section_type(name: str) -> type:
+    hints = typing.get_type_hints(ExperimentConfig)
+    return hints[name]
+
+
+def _validate_section(name: str, section_type: type, values: dict[str, Any], source: str = "config"):
+    hints = typing.get_type_hints(section_type)
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"{source}: unknown key '{name}.{key}' (known: {', '.join(hints)}).")
+        values[key] = _coerce(f"{name}.{key}", hints[key], value, source)
+    return section_type(**values)
+
+
+def _coerce(where: str, expected: Any, value: Any, source: str) -> Any:
+    """Check ``value`` against a type hint; allow int where float is expected."""
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(where, option, value, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {where} must be one of {', '.join(map(str, args))}; got {value!r}.")
+        return value
+    if origin is list:
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            value = _split_list(value)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {where} must be a list; got {value!r}.")
+        return [_coerce(f"{where}[{i}]", args[0], v, source) for i, v in enumerate(value)]
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML reads "1e-3" (no dot) as a string
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: {where} must be a number; got {value!r}.")
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {where} must be an integer; got {value!r}.")
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {where} must be true or false; got {value!r}.")
+    if expected is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{source}: {where} must be a string; got {value!r}.")
+    raise ConfigError(f"{source}: {where} has an unsupported type {expected!r}.")
+
+
+def _split_list(value: int | str) -> list:
+    if isinstance(value, int):
+        return [value]
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    return [int(p) if p.lstrip("-").isdigit() else p for p in parts]

@@ -1,0 +1,296 @@
+"""The content-keyed HDF5 artifact store: where every stage reads and writes its results.
+
+Layout under the cache root::
+
+    <root>/<stage>/<key>.h5            finished artifacts (complete, trusted)
+    <root>/<stage>/<key>.h5.tmp-*      a write in progress (temp file beside the target)
+    <root>/<stage>/<key>.partial.*     in-progress state of long stages (journals, checkpoints)
+    <root>/<stage>/<key>.lock          a lock while one process computes the artifact
+
+The key is ``sha256(canonical_json(KeySpec))``: stage name and version, dataset identity,
+model identity, every parameter that changes the content, and the keys of the inputs. The
+key inputs, lmmclf's version and the creation time are stored as attributes inside the file,
+so an artifact explains itself (``lmmclf cache show KEY``).
+
+Writes are atomic (temp file, then ``os.replace``) and a file without the completion
+attribute, or one HDF5 cannot open, is never trusted: it is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from lmmclf import __version__
+from lmmclf.errors import CorruptArtifactError, LmmclfError, MissingArtifactError
+from lmmclf.hashing import canonical_json, hash_json
+
+CACHE_ENV = "LMMCLF_CACHE"
+_COMPLETE = "lmmclf_complete"
+_KEY_INPUTS = "lmmclf_key_inputs"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """Everything that changes an artifact's content, and nothing else.
+
+    Args:
+        stage: the stage name (also the artifact's folder), e.g. ``"describe"``.
+        version: the stage's code version; bump it when the stage's output changes.
+        dataset: the dataset identity (name, fingerprint, options) or None.
+        model: the model identity (name plus revision or weights hash) or None.
+        params: every parameter that changes the content.
+        inputs: role -> key of every artifact this one was computed from.
+    """
+
+    stage: str
+    version: int
+    dataset: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return hash_json(asdict(self))
+
+    def to_json(self) -> str:
+        return canonical_json(asdict(self))
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What ``cache ls`` shows of one artifact."""
+
+    stage: str
+    key: str
+    path: Path
+    size: int
+    mtime: float
+    spec: dict[str, Any] | None
+    items: int | None
+    complete: bool
+
+
+def default_cache_root() -> Path:
+    """``$LMMCLF_CACHE`` if set, else the user cache directory (``~/.cache/lmmclf``)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lmmclf", appauthor=False))
+
+
+class ArtifactStore:
+    """A folder of content-keyed HDF5 artifacts.
+
+    Args:
+        root: the cache root; ``None`` means :func:`default_cache_root`.
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_cache_root()
+
+    # -- paths -------------------------------------------------------------------------
+    def path(self, stage: str, key: str) -> Path:
+        """The final path of an artifact (it may not exist)."""
+        return self.root / stage / f"{key}.h5"
+
+    def partial_path(self, stage: str, key: str, suffix: str) -> Path:
+        """The path of an in-progress file of a long stage (journal, checkpoint...)."""
+        directory = self.root / stage
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{key}.partial.{suffix}"
+
+    def file_hash_db(self) -> Path:
+        """Where the per-file hash memo lives (see :mod:`lmmclf.filehash`)."""
+        return self.root / "filehashes.sqlite"
+
+    # -- reading -----------------------------------------------------------------------
+    def is_complete(self, stage: str, key: str) -> bool:
+        """True if the artifact exists, opens, and carries the completion marker."""
+        path = self.path(stage, key)
+        if not path.exists():
+            return False
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                return bool(handle.attrs.get(_COMPLETE, False))
+        except (OSError, KeyError, ValueError):
+            return False
+
+    def open(self, stage: str, key: str, make_hint: str | None = None):
+        """Open a finished artifact read-only (an ``h5py.File``; close it, or use ``with``).
+
+        Args:
+            stage: the artifact's stage.
+            key: its key.
+            make_hint: the command that produces it, for the error message when it is missing.
+
+        Raises:
+            MissingArtifactError: no such artifact; the message says how to make it.
+            CorruptArtifactError: the file exists but is truncated or incomplete.
+        """
+        import h5py
+
+        path = self.path(stage, key)
+        hint = f" Run `{make_hint}` to make it." if make_hint else ""
+        if not path.exists():
+            raise MissingArtifactError(f"No {stage} artifact {key[:12]} in {self.root}.{hint}")
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as exc:
+            raise CorruptArtifactError(f"{path} is not a readable HDF5 file ({exc}).{hint}") from exc
+        if not handle.attrs.get(_COMPLETE, False):
+            handle.close()
+            raise CorruptArtifactError(f"{path} has no completion marker (interrupted write).{hint}")
+        return handle
+
+    # -- writing -----------------------------------------------------------------------
+    @contextmanager
+    def lock(self, stage: str, key: str, timeout: float = -1) -> Iterator[None]:
+        """Hold the per-artifact lock: a second process computing the same key waits here."""
+        from filelock import FileLock
+
+        directory = self.root / stage
+        directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(directory / f"{key}.lock"), timeout=timeout):
+            yield
+
+    @contextmanager
+    def create(self, spec: KeySpec, items: int | None = None) -> Iterator[Any]:
+        """Write an artifact atomically: yields an ``h5py.File`` on a temp file beside the target.
+
+        On normal exit the key inputs and the completion marker are written, the file is
+        closed and moved into place with ``os.replace``. On an exception the temp file is
+        removed and nothing appears under the final name.
+        """
+        import h5py
+
+        final = self.path(spec.stage, spec.key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            with h5py.File(temp, "w") as handle:
+                yield handle
+                handle.attrs[_KEY_INPUTS] = spec.to_json()
+                handle.attrs["lmmclf_stage"] = spec.stage
+                handle.attrs["lmmclf_key"] = spec.key
+                handle.attrs["lmmclf_version"] = __version__
+                handle.attrs["lmmclf_created"] = time.time()
+                if items is not None:
+                    handle.attrs["lmmclf_items"] = int(items)
+                handle.attrs[_COMPLETE] = True
+            os.replace(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def ensure(self, spec: KeySpec, compute: Callable[[Any], int | None], force: bool = False) -> Path:
+        """Return the artifact's path, computing it under the lock if it is missing or corrupt.
+
+        Args:
+            spec: the artifact's key spec.
+            compute: called with the open ``h5py.File`` to fill it; may return the item count.
+            force: recompute even if a complete artifact exists.
+        """
+        path = self.path(spec.stage, spec.key)
+        with self.lock(spec.stage, spec.key):
+            if not force and self.is_complete(spec.stage, spec.key):
+                return path
+            path.unlink(missing_ok=True)  # corrupt or forced: never trusted
+            holder: dict[str, int | None] = {}
+            with self.create(spec) as handle:
+                holder["items"] = compute(handle)
+                if holder["items"] is not None:
+                    handle.attrs["lmmclf_items"] = int(holder["items"])
+        return path
+
+    # -- housekeeping ------------------------------------------------------------------
+    def list(self) -> list[ArtifactInfo]:
+        """Every finished artifact under the root (newest first)."""
+        import h5py
+
+        infos = []
+        if not self.root.exists():
+            return infos
+        for path in sorted(self.root.glob("*/*.h5")):
+            stage, key = path.parent.name, path.stem
+            spec, items, complete = None, None, False
+            try:
+                with h5py.File(path, "r") as handle:
+                    complete = bool(handle.attrs.get(_COMPLETE, False))
+                    raw = handle.attrs.get(_KEY_INPUTS)
+                    spec = json.loads(raw) if raw is not None else None
+                    items = int(handle.attrs["lmmclf_items"]) if "lmmclf_items" in handle.attrs else None
+            except (OSError, ValueError):
+                pass
+            stat = path.stat()
+            infos.append(ArtifactInfo(stage, key, path, stat.st_size, stat.st_mtime, spec, items, complete))
+        infos.sort(key=lambda info: info.mtime, reverse=True)
+        return infos
+
+    def find(self, key_prefix: str) -> ArtifactInfo:
+        """The one artifact whose key starts with ``key_prefix``."""
+        matches = [info for info in self.list() if info.key.startswith(key_prefix)]
+        if not matches:
+            raise LmmclfError(f"No artifact with key starting '{key_prefix}' in {self.root}.")
+        if len(matches) > 1:
+            raise LmmclfError(f"Key prefix '{key_prefix}' matches {len(matches)} artifacts; give more characters.")
+        return matches[0]
+
+    def attributes(self, info: ArtifactInfo) -> dict[str, Any]:
+        """All attributes of an artifact, decoded for display."""
+        import h5py
+
+        with h5py.File(info.path, "r") as handle:
+            out = {}
+            for name, value in handle.attrs.items():
+                if hasattr(value, "tolist"):
+                    value = value.tolist()
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
+                out[name] = value
+            out["datasets"] = {name: list(handle[name].shape) for name in _walk(handle)}
+        return out
+
+    def remove(self, info: ArtifactInfo) -> None:
+        """Delete one artifact and any in-progress files of the same key."""
+        info.path.unlink(missing_ok=True)
+        for leftover in info.path.parent.glob(f"{info.key}.partial.*"):
+            _remove_path(leftover)
+
+    def leftovers(self) -> list[Path]:
+        """Temp files, in-progress files and lock files (what ``cache gc`` may delete)."""
+        if not self.root.exists():
+            return []
+        patterns = ("*/*.h5.tmp-*", "*/*.partial.*", "*/*.lock")
+        return sorted({p for pattern in patterns for p in self.root.glob(pattern)})
+
+
+def _walk(group, prefix: str = "") -> list[str]:
+    import h5py
+
+    names = []
+    for name, obj in group.items():
+        full = f"{prefix}{name}"
+        if isinstance(obj, h5py.Group):
+            names.extend(_walk(obj, full + "/"))
+        else:
+            names.append(full)
+    return names
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
