@@ -29,6 +29,7 @@ PAPER_PROMPT = "Give 10 semantic descriptions of the image"
 class DatasetSection:
     name: Optional[str] = None  # a registered dataset (ucf101, era, bar, or one added with `datasets add`)
     root: Optional[str] = None  # overrides the registered root for this experiment
+    type: Optional[str] = None  # adapter (ucf101, era, bar, imagefolder, csv) when name is neither registered nor a built-in type
     split: int = 1  # UCF-101's official split (1, 2 or 3); other datasets ignore it
     frame_format: Literal["png", "jpg"] = "png"  # how middle frames of videos are stored (png: lossless)
     decode_workers: int = 0  # processes for video decoding; 0 = one per CPU core

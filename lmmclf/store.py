@@ -207,11 +207,10 @@ class ArtifactStore:
             if not force and self.is_complete(spec.stage, spec.key):
                 return path
             path.unlink(missing_ok=True)  # corrupt or forced: never trusted
-            holder: dict[str, int | None] = {}
             with self.create(spec) as handle:
-                holder["items"] = compute(handle)
-                if holder["items"] is not None:
-                    handle.attrs["lmmclf_items"] = int(holder["items"])
+                items = compute(handle)
+                if items is not None:
+                    handle.attrs["lmmclf_items"] = int(items)
         return path
 
     # -- housekeeping ------------------------------------------------------------------

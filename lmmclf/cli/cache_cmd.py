@@ -1,0 +1,145 @@
+"""``lmmclf cache``: list, inspect, remove and garbage-collect artifacts."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from lmmclf.cli.common import print_json, reports_user_errors, state
+from lmmclf.cli.options import JsonOpt
+from lmmclf.console import console
+
+app = typer.Typer(help="Inspect and clean the artifact cache.", no_args_is_help=True)
+
+
+def _store(ctx: typer.Context):
+    from lmmclf.store import ArtifactStore
+
+    return ArtifactStore(state(ctx).cache_dir)
+
+
+def _human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def _human_age(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _model_label(spec: dict | None) -> str:
+    model = (spec or {}).get("model") or {}
+    if not model:
+        return ""
+    name = model.get("name") or model.get("model") or ""
+    extra = model.get("revision") or model.get("pretrained") or (model.get("local_sha256") or "")[:8]
+    return f"{name}@{extra}" if extra else str(name)
+
+
+def _row(info) -> dict:
+    spec = info.spec or {}
+    dataset = spec.get("dataset") or {}
+    return {
+        "stage": info.stage,
+        "key": info.key,
+        "dataset": dataset.get("name", ""),
+        "model": _model_label(spec),
+        "items": info.items,
+        "size": info.size,
+        "age_s": round(time.time() - info.mtime, 1),
+        "path": str(info.path),
+        "complete": info.complete,
+    }
+
+
+@app.command("ls")
+@reports_user_errors
+def ls(
+    ctx: typer.Context,
+    stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List artifacts: stage, dataset, model, key prefix, items, size, age."""
+    from rich.table import Table
+
+    store = _store(ctx)
+    rows = [_row(info) for info in store.list() if stage is None or info.stage == stage]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"Artifacts in {store.root}")
+    for column in ("stage", "dataset", "model", "key", "items", "size", "age"):
+        table.add_column(column, justify="right" if column in ("items", "size", "age") else "left")
+    for row in rows:
+        key = row["key"][:12] + ("" if row["complete"] else " (incomplete)")
+        items = "" if row["items"] is None else str(row["items"])
+        table.add_row(row["stage"], row["dataset"], row["model"], key, items, _human_size(row["size"]), _human_age(row["age_s"]))
+    console.print(table)
+
+
+@app.command("show")
+@reports_user_errors
+def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or unique key prefix.")], as_json: JsonOpt = False) -> None:
+    """Full provenance of one artifact: key inputs, version, creation time, datasets."""
+    import json
+
+    store = _store(ctx)
+    info = store.find(key)
+    attributes = store.attributes(info)
+    if "lmmclf_key_inputs" in attributes:
+        attributes["lmmclf_key_inputs"] = json.loads(attributes["lmmclf_key_inputs"])
+    attributes["path"] = str(info.path)
+    if as_json:
+        print_json(attributes)
+        return
+    from rich.pretty import Pretty
+
+    console.print(Pretty(attributes, expand_all=True))
+
+
+@app.command("rm")
+@reports_user_errors
+def rm(ctx: typer.Context, keys: Annotated[list[str], typer.Argument(help="Keys or unique key prefixes.")]) -> None:
+    """Remove artifacts (and their in-progress files)."""
+    store = _store(ctx)
+    for key in keys:
+        info = store.find(key)
+        store.remove(info)
+        console.print(f"removed {info.stage}/{info.key[:12]} ({_human_size(info.size)})")
+
+
+@app.command("gc")
+@reports_user_errors
+def gc(
+    ctx: typer.Context,
+    older_than_days: Annotated[Optional[float], typer.Option("--older-than", help="Also remove artifacts older than this many days.")] = None,
+    max_size_gb: Annotated[Optional[float], typer.Option("--max-size", help="Also remove the oldest artifacts until the cache is under this many GB.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
+) -> None:
+    """Remove leftovers of interrupted writes and, on request, old artifacts or those beyond a size budget.
+
+    In-progress files of runs that may be resumed (describe journals, fine-tuning
+    checkpoints) are leftovers too: gc removes them, so run it only when nothing is running
+    and you do not mean to resume.
+    """
+    from lmmclf.cache_gc import plan_gc
+
+    store = _store(ctx)
+    doomed = plan_gc(store, older_than_days=older_than_days, max_size_bytes=None if max_size_gb is None else max_size_gb * 1e9)
+    freed = 0
+    for path, size, reason in doomed:
+        console.print(f"{'would remove' if dry_run else 'removed'} {path.relative_to(store.root)} ({_human_size(size)}, {reason})")
+        freed += size
+        if not dry_run:
+            from lmmclf.store import _remove_path
+
+            _remove_path(path)
+    console.print(f"{'Would free' if dry_run else 'Freed'} {_human_size(freed)} in {len(doomed)} entries.")
