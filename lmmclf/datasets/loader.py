@@ -1,0 +1,208 @@
+"""``load_dataset``: from a dataset name to a verified, fingerprinted :class:`DatasetIndex`.
+
+Steps, shared by every adapter:
+1. resolve the name to an adapter type and root (config, then the user registry);
+2. the adapter lists the source files (:class:`~lmmclf.datasets.sources.Scan`);
+3. images are hashed and decoded once (remembered per file), videos are hashed and their
+   middle frames extracted once (cached by content), in parallel with a progress bar;
+4. unusable files are skipped with their reason and reported in one line;
+5. items are ordered by class, then id, and fingerprinted.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmmclf.config import ExperimentConfig
+from lmmclf.console import console, progress
+from lmmclf.datasets import fingerprint as fp
+from lmmclf.datasets.base import SPLITS, DatasetIndex, Item, SkippedItem
+from lmmclf.datasets.frames import FrameResult, extract_one, frame_path
+from lmmclf.datasets.registry import ADAPTERS, resolve
+from lmmclf.datasets.sources import Scan, Source
+from lmmclf.errors import DatasetError
+from lmmclf.filehash import FileHashCache
+
+REPORT_FIRST = 3  # skipped files named in the one-line report
+_HASH_THREADS = 8  # hashing and image decoding release the GIL; threads suffice
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A usable source: its file hash and the image file that stands for it."""
+
+    source: Source
+    sha256: str
+    image: Path
+
+
+def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True) -> DatasetIndex:
+    """Load ``cfg.dataset.name``: classes, verified items, skipped items, fingerprint.
+
+    Args:
+        cfg: the experiment config (its dataset section: name, root, type, split, frame options).
+        store: the artifact store (its root holds the frames cache and the file-hash memo).
+        show_progress: draw progress bars for hashing and frame extraction.
+
+    Raises:
+        DatasetError: unknown name, missing root or split file, malformed layout, empty split.
+    """
+    section = cfg.dataset
+    entry = resolve(section)
+    scan = ADAPTERS[entry.type]().scan(entry.root, section)
+    _check_not_empty(scan, entry.root)
+    memo = FileHashCache(store.file_hash_db())
+    try:
+        images = [s for s in scan.sources if not s.is_video]
+        videos = [s for s in scan.sources if s.is_video]
+        resolved, skipped = _resolve_images(images, memo, show_progress)
+        if videos:
+            got, lost = _resolve_videos(videos, memo, store.root, section.frame_format, section.decode_workers, show_progress)
+            resolved += got
+            skipped += lost
+    finally:
+        memo.close()
+    resolved.sort(key=lambda r: (r.source.label, r.source.id))
+    options = dict(scan.options)
+    if videos:
+        options["frame_format"] = section.frame_format
+    index = DatasetIndex(
+        name=entry.name,
+        class_names=list(scan.class_names),
+        items=[Item(r.source.id, r.image, r.source.label, r.source.split) for r in resolved],
+        fingerprint=fp.fingerprint(
+            scan.class_names,
+            ((r.source.id, r.sha256, fp.item_kind(r.source.is_video), r.source.label, r.source.split) for r in resolved),
+        ),
+        skipped=sorted(scan.skipped + skipped, key=lambda s: s.source),
+        options=options,
+    )
+    report_skipped(index)
+    return index
+
+
+def _check_not_empty(scan: Scan, root: Path) -> None:
+    ids = [s.id for s in scan.sources]
+    if len(ids) != len(set(ids)):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise DatasetError(f"{root}: the id {duplicate!r} is used by two files (ids must be unique).")
+    for split in SPLITS:
+        if not any(s.split == split for s in scan.sources):
+            raise DatasetError(f"{root}: the {split} split is empty (no images or videos found for it).")
+
+
+def _resolve_images(sources: list[Source], memo: FileHashCache, show_progress: bool):
+    """Hash (and verify, the first time) every image; memo hits cost one stat each."""
+    resolved, skipped, todo = [], [], []
+    for source in sources:
+        hit = memo.lookup(source.path)
+        if hit is None or hit[1] is None or not hit[1].startswith(("image-ok", "image-bad")):
+            todo.append(source)
+        else:
+            _collect_image(source, hit[0], hit[1], resolved, skipped)
+    if todo:
+        with ThreadPoolExecutor(_HASH_THREADS) as pool, _bar(show_progress) as bar:
+            task = bar.add_task("hash + check images", total=len(todo))
+            futures = {pool.submit(fp.hash_and_verify, str(s.path)): s for s in todo}
+            for future in as_completed(futures):
+                source = futures[future]
+                sha, note = future.result()
+                memo.remember(source.path, sha, note)
+                _collect_image(source, sha, note, resolved, skipped)
+                bar.advance(task)
+    return resolved, skipped
+
+
+def _collect_image(source, sha, note, resolved, skipped) -> None:
+    if note.startswith(fp.NOTE_BAD):
+        skipped.append(SkippedItem(str(source.path), note[len(fp.NOTE_BAD):]))
+    else:
+        resolved.append(_Resolved(source, sha, source.path))
+
+
+def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers: int, show_progress: bool):
+    """Hash every video and make sure its middle frame is cached, decoding only what is missing."""
+    resolved, skipped, todo = [], [], []
+    for source in sources:
+        hit = memo.lookup(source.path)
+        if hit is not None and hit[1] and hit[1].startswith(fp.VIDEO_BAD):
+            skipped.append(SkippedItem(str(source.path), hit[1][len(fp.VIDEO_BAD):]))
+        elif hit is not None and frame_path(cache_root, hit[0], frame_format).exists():
+            resolved.append(_Resolved(source, hit[0], frame_path(cache_root, hit[0], frame_format)))
+        else:
+            todo.append(source)
+    if not todo:
+        return resolved, skipped
+    by_path = {str(s.path): s for s in todo}
+    decoded = 0
+    with _video_pool(workers, len(todo)) as pool, _bar(show_progress) as bar:
+        task = bar.add_task("middle frames", total=len(todo))
+        futures = [pool.submit(extract_one, str(s.path), str(cache_root), frame_format) for s in todo]
+        for future in as_completed(futures):
+            result: FrameResult = future.result()
+            source = by_path[result.video]
+            decoded += result.decoded
+            if result.error:
+                memo.remember(source.path, result.sha256, fp.VIDEO_BAD + result.error)
+                skipped.append(SkippedItem(result.video, result.error))
+            else:
+                memo.remember(source.path, result.sha256, "video-ok")
+                resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
+            bar.advance(task)
+    if decoded:
+        console.print(f"Decoded {decoded} video(s); middle frames cached under {cache_root / 'frames'}.")
+    return resolved, skipped
+
+
+def decode_workers(configured: int) -> int:
+    """The number of decoding processes: ``configured``, or one per CPU core when 0."""
+    if configured > 0:
+        return configured
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _video_pool(workers: int, jobs: int) -> Executor:
+    """Worker processes for decoding (spawned: safe when torch is already loaded).
+
+    A single job, or one worker, runs in this process: starting a pool would cost more.
+    """
+    count = min(decode_workers(workers), jobs)
+    if count <= 1:
+        return _InlineExecutor()
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+
+
+class _InlineExecutor(ThreadPoolExecutor):
+    """One worker thread: keeps the executor interface without processes."""
+
+    def __init__(self):
+        super().__init__(max_workers=1)
+
+
+def _bar(show_progress: bool):
+    bar = progress()
+    if not show_progress:
+        bar.disable = True
+    return bar
+
+
+def report_skipped(index: DatasetIndex) -> None:
+    """One line naming how many files were skipped and the first few of them."""
+    if not index.skipped:
+        return
+    first = "; ".join(f"{s.source} ({s.reason})" for s in index.skipped[:REPORT_FIRST])
+    more = f"; and {len(index.skipped) - REPORT_FIRST} more" if len(index.skipped) > REPORT_FIRST else ""
+    console.print(
+        f"[yellow]Skipped {len(index.skipped)} unusable file(s) of {index.name}:[/] {first}{more} "
+        f"(`lmmclf datasets info {index.name}` lists them).",
+        soft_wrap=True,
+    )
