@@ -18,8 +18,11 @@ import yaml
 
 from lmmclf.config import DatasetSection
 from lmmclf.datasets.adapter import Adapter
+from lmmclf.datasets.bar import BarAdapter
 from lmmclf.datasets.csvmanifest import CsvAdapter
+from lmmclf.datasets.era import EraAdapter
 from lmmclf.datasets.imagefolder import ImageFolderAdapter
+from lmmclf.datasets.ucf101 import Ucf101Adapter
 from lmmclf.errors import DatasetError
 
 CONFIG_DIR_ENV = "LMMCLF_CONFIG_DIR"
@@ -27,7 +30,7 @@ REGISTRY_FILE = "datasets.yaml"
 
 ADAPTERS: dict[str, type[Adapter]] = {
     adapter.type_name: adapter
-    for adapter in (ImageFolderAdapter, CsvAdapter)
+    for adapter in (Ucf101Adapter, EraAdapter, BarAdapter, ImageFolderAdapter, CsvAdapter)
 }
 
 

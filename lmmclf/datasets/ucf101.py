@@ -1,0 +1,161 @@
+"""UCF-101 as released: class folders of ``.avi`` videos and ``ucfTrainTestlist/``.
+
+Accepted roots (see docs/datasets.md):
+
+- the folder holding ``UCF-101/`` (the videos) and ``ucfTrainTestlist/`` (the split files);
+- the videos folder itself, with ``ucfTrainTestlist/`` beside it (in its parent);
+- either of the above where the class folders hold already-extracted middle frames with the
+  same relative paths and an image extension (``.png``, ``.jpg``...) instead of videos.
+
+The split files are read exactly as released: ``classInd.txt`` lines ``"1 ApplyEyeMakeup"``
+give the class order; ``trainlist0N.txt`` lines ``"ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"``
+carry a 1-based label that must agree with the folder; ``testlist0N.txt`` lines carry no label
+(the folder gives it). CRLF line ends and blank lines are accepted. The release's quirks are
+kept: the folder ``HandstandPushups`` holds ``v_HandStandPushups_*`` files and the lists use
+that mixed spelling; a listed file whose case differs from the file on disk is found by a
+case-insensitive match within its class folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmmclf.config import DatasetSection
+from lmmclf.datasets.adapter import Adapter
+from lmmclf.datasets.base import SkippedItem
+from lmmclf.datasets.sources import IMAGE_SUFFIXES, Scan, Source, child_ci, require_dir, source_id
+from lmmclf.errors import DatasetError
+
+LISTS_DIR = "ucfTrainTestlist"
+VIDEO_DIRS = ("UCF-101", "UCF101")  # the release's folder name first
+SPLITS = (1, 2, 3)
+
+
+class Ucf101Adapter(Adapter):
+    type_name = "ucf101"
+    summary = "UCF-101 release: UCF-101/<Class>/*.avi (or extracted frames) + ucfTrainTestlist/; split 1|2|3"
+
+    def scan(self, root: Path, section: DatasetSection) -> Scan:
+        if section.split not in SPLITS:
+            raise DatasetError(f"UCF-101 has splits 1, 2 and 3; dataset.split is {section.split}.")
+        require_dir(root, "the UCF-101 release")
+        videos, lists = locate(root)
+        class_names = read_class_index(lists / "classInd.txt")
+        finder = _FileFinder(videos)
+        sources: list[Source] = []
+        skipped: list[SkippedItem] = []
+        for split, name in (("train", f"trainlist0{section.split}.txt"), ("test", f"testlist0{section.split}.txt")):
+            entries = read_split_file(lists / name, class_names, labelled=split == "train")
+            for line, relative, label in entries:
+                path = finder.find(relative)
+                if path is None:
+                    skipped.append(SkippedItem(str(videos / relative), f"listed in {name} line {line} but not found"))
+                    continue
+                sources.append(Source(source_id(relative, Path(relative), video_dataset=True), path, label, split))
+        return Scan(class_names, sources, skipped, options={"split": section.split})
+
+
+def locate(root: Path) -> tuple[Path, Path]:
+    """The videos (or frames) folder and the split-files folder for a UCF-101 root."""
+    lists = child_ci(root, LISTS_DIR)
+    if lists is not None and lists.is_dir():
+        for name in VIDEO_DIRS:
+            videos = child_ci(root, name)
+            if videos is not None and videos.is_dir():
+                return videos, lists
+        return root, lists  # class folders directly in root, lists inside it
+    lists = child_ci(root.parent, LISTS_DIR)
+    if lists is not None and lists.is_dir():
+        return root, lists
+    raise DatasetError(
+        f"UCF-101 split files not found: expected {root / LISTS_DIR}/classInd.txt "
+        f"(or {root.parent / LISTS_DIR}/ beside the videos folder); get UCF101TrainTestSplits-RecognitionTask.zip."
+    )
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """Non-blank lines with their 1-based numbers; CRLF, BOM and trailing spaces removed."""
+    if not path.is_file():
+        raise DatasetError(f"UCF-101 split file {path} is missing.")
+    text = path.read_text(encoding="utf-8-sig", errors="strict")
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def read_class_index(path: Path) -> list[str]:
+    """Class names in ``classInd.txt`` order (its 1-based indices must run 1..N)."""
+    names = []
+    for number, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DatasetError(f"{path} line {number}: expected '<index> <ClassName>', got {line!r}.")
+        if int(parts[0]) != len(names) + 1:
+            raise DatasetError(f"{path} line {number}: index {parts[0]} out of order (expected {len(names) + 1}).")
+        names.append(parts[1])
+    if not names:
+        raise DatasetError(f"UCF-101 class list {path} is empty.")
+    return names
+
+
+def read_split_file(path: Path, class_names: list[str], labelled: bool) -> list[tuple[int, str, int]]:
+    """(line number, relative path, 0-based label) for every entry of a train/test list.
+
+    Args:
+        path: ``trainlist0N.txt`` or ``testlist0N.txt``.
+        class_names: from ``classInd.txt``.
+        labelled: train lists end with the 1-based class index, which must match the folder.
+    """
+    index = {name: i for i, name in enumerate(class_names)}
+    lower = {name.lower(): i for i, name in enumerate(class_names)}
+    entries = []
+    for number, line in _lines(path):
+        parts = line.split()
+        relative = parts[0].replace("\\", "/")
+        folder = relative.split("/", 1)[0] if "/" in relative else None
+        if folder is None:
+            raise DatasetError(f"{path} line {number}: expected '<Class>/<video>.avi', got {line!r}.")
+        label = index.get(folder, lower.get(folder.lower()))
+        if label is None:
+            raise DatasetError(f"{path} line {number}: class '{folder}' is not in classInd.txt.")
+        if labelled:
+            if len(parts) < 2 or not parts[1].isdigit():
+                raise DatasetError(f"{path} line {number}: expected '<Class>/<video>.avi <index>', got {line!r}.")
+            if int(parts[1]) != label + 1:
+                raise DatasetError(
+                    f"{path} line {number}: label {parts[1]} disagrees with the folder '{folder}' "
+                    f"(class {label + 1} in classInd.txt)."
+                )
+        entries.append((number, relative, label))
+    if not entries:
+        raise DatasetError(f"UCF-101 split file {path} is empty.")
+    return entries
+
+
+class _FileFinder:
+    """Finds a listed file (or its extracted frame), exactly or ignoring case, within its class folder."""
+
+    def __init__(self, videos: Path):
+        self.videos = videos
+        self._folders: dict[str, dict[str, Path]] = {}
+
+    def _listing(self, folder: str) -> dict[str, Path]:
+        key = folder.lower()
+        if key not in self._folders:
+            directory = child_ci(self.videos, folder)
+            files = {}
+            if directory is not None and directory.is_dir():
+                for path in directory.iterdir():
+                    files.setdefault(path.name.lower(), path)
+            self._folders[key] = files
+        return self._folders[key]
+
+    def find(self, relative: str) -> Path | None:
+        exact = self.videos / relative
+        if exact.is_file():
+            return exact
+        folder, name = relative.split("/", 1)
+        files = self._listing(folder)
+        stem = Path(name).stem.lower()
+        for candidate in (name.lower(), *(stem + suffix for suffix in IMAGE_SUFFIXES)):
+            if candidate in files:
+                return files[candidate]
+        return None
