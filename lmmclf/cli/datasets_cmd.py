@@ -1,0 +1,124 @@
+"""``lmmclf datasets``: register dataset roots, list them, and show what a dataset holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lmmclf.cli.common import load, print_json, reports_user_errors
+from lmmclf.cli.options import JsonOpt
+from lmmclf.console import console
+
+app = typer.Typer(help="Register dataset roots and inspect datasets.", no_args_is_help=True)
+
+SplitOpt = Annotated[Optional[int], typer.Option("--split", help="UCF-101's official split (1, 2 or 3); default: the config's dataset.split.")]
+
+
+@app.command("add")
+@reports_user_errors
+def add(
+    name: Annotated[str, typer.Argument(help="The name later commands use (e.g. ucf101, or your own).")],
+    root: Annotated[Path, typer.Option("--root", help="The dataset's folder (for csv: the manifest file).")],
+    type_name: Annotated[Optional[str], typer.Option("--type", help="ucf101, era, bar, imagefolder or csv; default: NAME when it is one of them.")] = None,
+) -> None:
+    """Register a dataset root once, so that later commands need only its name."""
+    from lmmclf.datasets.registry import register, registry_path
+
+    entry = register(name, root, type_name)
+    console.print(f"Registered [bold]{entry.name}[/] ({entry.type}) at {entry.root} in {registry_path()}.")
+
+
+@app.command("list")
+@reports_user_errors
+def list_datasets(json_out: JsonOpt = False) -> None:
+    """Registered datasets and the built-in dataset types."""
+    from rich.table import Table
+
+    from lmmclf.datasets.registry import ADAPTERS, read_registry, registry_path
+
+    registered = read_registry()
+    if json_out:
+        print_json({"registered": registered, "types": {k: v.summary for k, v in ADAPTERS.items()}})
+        return
+    table = Table(title=f"Registered datasets ({registry_path()})")
+    for column in ("name", "type", "root"):
+        table.add_column(column)
+    for name, entry in sorted(registered.items()):
+        table.add_row(name, str(entry.get("type", "")), str(entry.get("root", "")))
+    if not registered:
+        table.add_row("(none)", "", "run `lmmclf datasets add NAME --root PATH`")
+    console.print(table)
+    types = Table(title="Dataset types")
+    types.add_column("type")
+    types.add_column("layout")
+    for name, adapter in ADAPTERS.items():
+        types.add_row(name, adapter.summary)
+    console.print(types)
+
+
+@app.command("info")
+@reports_user_errors
+def info(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="A registered dataset; default: the config's dataset.name.")] = None,
+    split: SplitOpt = None,
+    classes: Annotated[bool, typer.Option("--classes", help="Show every class with its counts.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Classes, counts per split, fingerprint and skipped files of a dataset (decodes videos on first use)."""
+    from lmmclf.datasets import load_dataset
+
+    cfg, store = load(ctx, name)
+    cfg = cfg.override("dataset", split=split)
+    index = load_dataset(cfg, store)
+    summary = summarize(index)
+    if json_out:
+        print_json(summary)
+        return
+    _print_summary(summary, classes)
+
+
+def summarize(index) -> dict:
+    """What ``datasets info`` reports, as plain data."""
+    per_class = [{"class": name, "train": 0, "test": 0} for name in index.class_names]
+    for item in index.items:
+        per_class[item.label][item.split] += 1
+    return {
+        "name": index.name,
+        "classes": len(index.class_names),
+        "class_names": list(index.class_names),
+        "counts": index.counts(),
+        "total": len(index.items),
+        "fingerprint": index.fingerprint,
+        "options": index.options,
+        "skipped": len(index.skipped),
+        "skipped_files": [{"source": s.source, "reason": s.reason} for s in index.skipped],
+        "per_class": per_class,
+    }
+
+
+def _print_summary(summary: dict, show_classes: bool) -> None:
+    from rich.table import Table
+
+    counts = summary["counts"]
+    options = ", ".join(f"{k}={v}" for k, v in summary["options"].items()) or "none"
+    console.print(
+        f"[bold]{summary['name']}[/]: {summary['classes']} classes, {counts['train']} train, "
+        f"{counts['test']} test ({summary['total']} images); skipped {summary['skipped']}; options {options}"
+    )
+    console.print(f"fingerprint {summary['fingerprint']}")
+    if show_classes:
+        table = Table()
+        for column in ("#", "class", "train", "test"):
+            table.add_column(column, justify="right" if column != "class" else "left")
+        for i, row in enumerate(summary["per_class"]):
+            table.add_row(str(i), row["class"], str(row["train"]), str(row["test"]))
+        console.print(table)
+    else:
+        names = summary["class_names"]
+        shown = ", ".join(names[:10]) + (f", ... ({len(names) - 10} more; --classes lists all)" if len(names) > 10 else "")
+        console.print(f"classes: {shown}")
+    for skipped in summary["skipped_files"]:
+        console.print(f"  skipped {skipped['source']}: {skipped['reason']}", soft_wrap=True)
