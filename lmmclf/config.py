@@ -60,6 +60,7 @@ class DescribeSection:
     concurrency: int = 8  # openai backend: requests in flight
     timeout: float = 300.0  # openai backend: seconds per request
     max_retries: int = 6  # openai backend: retries per image on 429, 5xx, timeouts
+    retry_backoff: float = 1.0  # openai backend: seconds before the first retry; doubles per retry (jittered, cap 60 s)
     image_max_side: int = 0  # openai backend: downscale longer side before upload; 0 = send as is
 
 
