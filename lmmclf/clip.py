@@ -139,3 +139,32 @@ def clip_identity(model: str, pretrained: str | None, hashes: FileHashCache) -> 
         checkpoint = Path(pretrained).expanduser()
         return {"clip": model, "pretrained_sha256": hashes.hash(checkpoint)}
     return {"clip": model, "pretrained": pretrained}
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> ``fp16`` on CUDA (every CUDA GPU has fast fp16; OpenAI trained CLIP in fp16), else ``fp32``.
+
+    Args:
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``.
+        device: the resolved torch device.
+    """
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: str):
+    """A context manager running CLIP under autocast at ``precision`` (a no-op for fp32).
+
+    Args:
+        precision: a resolved precision (``fp32``, ``fp16``, ``bf16``).
+        device: the resolved torch device.
+    """
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)

@@ -1,0 +1,217 @@
+"""The ``embed`` stage: compute (or find) the image and the text embedding artifacts.
+
+Artifact layouts (every array chunked and gzip-compressed; embeddings in ``embed.storage_dtype``)::
+
+    embed-image: ids (N,) str, labels (N,) int64, splits (N,) str, embeddings (N, D),
+                 ok (N,) bool, errors (N,) str; attrs class_names (JSON), precision, embed_dim
+    embed-text:  ids (N,) str, description_embeddings (N, K, D), mask (N, K) bool, pooled (N, D);
+                 attrs precision, embed_dim, items_without_text, descriptions
+
+Embeddings are raw encoder outputs (the papers do not normalise); methods normalise on demand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmmclf.config import ExperimentConfig
+from lmmclf.console import console, progress
+from lmmclf.datasets.base import DatasetIndex
+from lmmclf.embed.specs import covered_items, describe_key, image_embed_spec, text_embed_spec
+from lmmclf.store import ArtifactStore
+
+
+@dataclass
+class EmbedReport:
+    """What an ``embed`` run produced (printed by the CLI, returned by ``--json``)."""
+
+    image_key: str | None = None
+    text_key: str | None = None
+    images: int = 0
+    image_errors: int = 0
+    texts: int = 0
+    descriptions: int = 0
+    items_without_text: int = 0
+    computed: list[str] = field(default_factory=list)
+
+
+class _ClipHolder:
+    """Loads CLIP on first use, so a run whose artifacts are all cached never loads it."""
+
+    def __init__(self, cfg: ExperimentConfig, loaded: Any = None):
+        self.cfg = cfg
+        self._loaded = loaded
+
+    def get(self):
+        if self._loaded is None:
+            from lmmclf.clip import load_clip
+
+            console.print(f"Loading CLIP {self.cfg.embed.clip_model} ({self.cfg.embed.clip_pretrained or 'bundled weights'})")
+            self._loaded = load_clip(self.cfg.embed.clip_model, self.cfg.embed.clip_pretrained, self.cfg.embed.device)
+        return self._loaded
+
+
+def encode_settings(cfg: ExperimentConfig):
+    """The :class:`EncodeSettings` of ``cfg.embed`` (device and precision resolved)."""
+    from lmmclf.clip import resolve_device, resolve_precision
+    from lmmclf.embed.images import EncodeSettings
+
+    device = resolve_device(cfg.embed.device)
+    return EncodeSettings(
+        batch_size=cfg.embed.batch_size,
+        num_workers=cfg.embed.num_workers,
+        device=device,
+        precision=resolve_precision(cfg.embed.precision, device),
+    )
+
+
+def write_array(handle: Any, name: str, data: np.ndarray, row_chunk: int = 1024) -> None:
+    """Store ``data`` chunked along rows and gzip-compressed (byte-shuffled, which helps floats).
+
+    Args:
+        handle: the open artifact.
+        name: dataset name.
+        data: the array (non-empty first axis or not, both work).
+        row_chunk: rows per chunk.
+    """
+    if data.size == 0:
+        handle.create_dataset(name, data=data)
+        return
+    chunks = (min(len(data), row_chunk), *data.shape[1:])
+    handle.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=4, shuffle=True)
+
+
+def _text_dataset(handle: Any, name: str, values: list[str]) -> None:
+    import h5py
+
+    handle.create_dataset(name, data=np.asarray(values, dtype=object), dtype=h5py.string_dtype("utf-8"))
+
+
+def embed_images(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, force: bool = False, clip: Any = None, report: EmbedReport | None = None) -> Path:
+    """Make (or find) the image embedding artifact of ``dataset`` under ``cfg``; returns its path.
+
+    Args:
+        cfg: the experiment config.
+        dataset: the loaded dataset.
+        store: the artifact store.
+        force: recompute even if cached.
+        clip: a :class:`~lmmclf.clip.LoadedClip` to reuse, or a loader holder; loaded on demand if None.
+        report: filled with counts when given.
+    """
+    from lmmclf.embed.images import encode_images, item_paths
+
+    holder = clip if isinstance(clip, _ClipHolder) else _ClipHolder(cfg, clip)
+    spec = image_embed_spec(cfg, dataset, store)
+    report = report if report is not None else EmbedReport()
+    report.image_key = spec.key
+    items = covered_items(cfg, dataset)
+
+    def compute(handle) -> int:
+        loaded = holder.get()
+        settings = encode_settings(cfg)
+        with progress() as bar:
+            task = bar.add_task("embed images", total=len(items))
+            vectors, errors = encode_images(loaded.model, item_paths(items), loaded.preprocess, settings, lambda n: bar.advance(task, n))
+        dtype = np.dtype(cfg.embed.storage_dtype)
+        _text_dataset(handle, "ids", [item.id for item in items])
+        handle.create_dataset("labels", data=np.asarray([item.label for item in items], dtype=np.int64))
+        _text_dataset(handle, "splits", [item.split for item in items])
+        write_array(handle, "embeddings", vectors.astype(dtype))
+        handle.create_dataset("ok", data=np.asarray([not e for e in errors], dtype=bool))
+        _text_dataset(handle, "errors", errors)
+        handle.attrs["class_names"] = json.dumps(dataset.class_names)
+        handle.attrs["precision"] = settings.precision
+        handle.attrs["embed_dim"] = int(vectors.shape[1]) if vectors.size else 0
+        report.computed.append("embed-image")
+        report.image_errors = sum(1 for e in errors if e)
+        for item, error in zip(items, errors):
+            if error:
+                console.print(f"[yellow]Could not read image[/] {item.path}: {error}")
+        return len(items)
+
+    path = store.ensure(spec, compute, force=force)
+    report.images = len(items)
+    return path
+
+
+def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, describe: str | None = None, force: bool = False, clip: Any = None, report: EmbedReport | None = None) -> Path:
+    """Make (or find) the text embedding artifact of the describe artifact named by ``cfg``.
+
+    Args:
+        cfg: the experiment config.
+        dataset: the loaded dataset.
+        store: the artifact store.
+        describe: the describe artifact's key (computed from ``cfg`` when None).
+        force: recompute even if cached.
+        clip: a :class:`~lmmclf.clip.LoadedClip` to reuse, or a loader holder; loaded on demand if None.
+        report: filled with counts when given.
+
+    Raises:
+        MissingArtifactError: the describe artifact is not in the cache (names ``lmmclf describe``).
+    """
+    from lmmclf.embed.texts import encode_texts, pool, read_descriptions, scatter
+
+    holder = clip if isinstance(clip, _ClipHolder) else _ClipHolder(cfg, clip)
+    describe = describe or describe_key(cfg, dataset, store)
+    spec = text_embed_spec(cfg, dataset, store, describe)
+    report = report if report is not None else EmbedReport()
+    report.text_key = spec.key
+    with store.open("describe", describe, make_hint=f"lmmclf describe {dataset.name}") as handle:
+        descriptions = read_descriptions(handle)
+    flat_texts = [text for texts in descriptions.texts for text in texts]
+
+    def compute(handle) -> int:
+        loaded = holder.get()
+        settings = encode_settings(cfg)
+        with progress() as bar:
+            task = bar.add_task("embed descriptions", total=len(flat_texts))
+            flat = encode_texts(loaded.model, loaded.tokenizer, flat_texts, settings, lambda n: bar.advance(task, n))
+        dim = flat.shape[1] if flat.size else loaded.embed_dim
+        table, mask = scatter(descriptions, flat.reshape(-1, dim), dim)
+        dtype = np.dtype(cfg.embed.storage_dtype)
+        _text_dataset(handle, "ids", descriptions.ids)
+        write_array(handle, "description_embeddings", table.astype(dtype), row_chunk=64)
+        handle.create_dataset("mask", data=mask)
+        write_array(handle, "pooled", pool(table, mask).astype(dtype))
+        handle.attrs["precision"] = settings.precision
+        handle.attrs["embed_dim"] = int(dim)
+        handle.attrs["items_without_text"] = int((~mask.any(axis=1)).sum())
+        handle.attrs["descriptions"] = len(flat_texts)
+        report.computed.append("embed-text")
+        return len(descriptions.ids)
+
+    path = store.ensure(spec, compute, force=force)
+    report.texts = len(descriptions.ids)
+    report.descriptions = len(flat_texts)
+    report.items_without_text = sum(1 for texts in descriptions.texts if not texts)
+    return path
+
+
+def run_embed(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, images: bool = True, texts: bool = True, force: bool = False, describe: str | None = None) -> EmbedReport:
+    """The whole ``embed`` stage: image embeddings, then description embeddings (one CLIP load).
+
+    Args:
+        cfg: the experiment config.
+        dataset: the loaded dataset.
+        store: the artifact store.
+        images: make the image artifact.
+        texts: make the text artifact (needs the describe artifact).
+        force: recompute even if cached.
+        describe: the describe key (computed from ``cfg`` when None).
+    """
+    report = EmbedReport()
+    holder = _ClipHolder(cfg)
+    if texts:  # check the describe artifact first: a missing input should fail before any work
+        key = describe or describe_key(cfg, dataset, store)
+        store.open("describe", key, make_hint=f"lmmclf describe {dataset.name}").close()
+        describe = key
+    if images:
+        embed_images(cfg, dataset, store, force=force, clip=holder, report=report)
+    if texts:
+        embed_texts(cfg, dataset, store, describe=describe, force=force, clip=holder, report=report)
+    return report

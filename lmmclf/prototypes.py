@@ -1,0 +1,127 @@
+"""LMM class prototypes (paper 2, eq. 1): the mean description embedding of each class.
+
+``C_l = mean of t_ik`` over every valid description ``k`` of every *training* image ``i`` of
+class ``l`` (all descriptions weigh the same, so an image with 7 descriptions counts 7/10 of
+one with 10). Test images never enter a prototype. A class without any description in the
+training split is an error that names it. Prototypes are raw (unnormalised) text embeddings,
+as in the paper; the zero-shot baseline normalises them itself.
+
+Artifact (stage ``prototypes``)::
+
+    prototypes (C, D) float32, class_names (C,) str, counts (C,) int64 (descriptions per class),
+    images (C,) int64 (training images with descriptions per class)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lmmclf.config import ExperimentConfig
+from lmmclf.datasets.base import DatasetIndex
+from lmmclf.errors import LmmclfError
+from lmmclf.store import ArtifactStore, KeySpec
+
+STAGE = "prototypes"
+VERSION = 1
+
+
+def prototypes_spec(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, text_key: str | None = None) -> KeySpec:
+    """The key of the class prototypes made from the text embeddings named by ``cfg``.
+
+    Args:
+        cfg: the experiment config.
+        dataset: the loaded dataset (labels and splits come from it, matched by id).
+        store: the artifact store.
+        text_key: the embed-text key (computed from ``cfg`` when None).
+    """
+    from lmmclf.embed.specs import text_embed_spec
+
+    text_key = text_key or text_embed_spec(cfg, dataset, store).key
+    return KeySpec(stage=STAGE, version=VERSION, dataset=dataset.identity(), params={"split": "train"}, inputs={"embed-text": text_key})
+
+
+def class_prototypes(ids: list[str], table: np.ndarray, mask: np.ndarray, dataset: DatasetIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eq. 1 on arrays: ``(prototypes (C, D), description counts (C,), image counts (C,))``.
+
+    Args:
+        ids: item ids of the rows of ``table``.
+        table: (N, K, D) description embeddings.
+        mask: (N, K) validity of each description.
+        dataset: gives each id's label and split (ids not in the dataset are an error).
+
+    Raises:
+        LmmclfError: an id unknown to the dataset, or a class with no training description.
+    """
+    by_id = {item.id: item for item in dataset.items}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise LmmclfError(f"{len(unknown)} described items are not in dataset '{dataset.name}' (e.g. '{unknown[0]}'); re-run `lmmclf describe {dataset.name}`.")
+    classes = len(dataset.class_names)
+    sums = np.zeros((classes, table.shape[2]), dtype=np.float64)
+    counts = np.zeros(classes, dtype=np.int64)
+    images = np.zeros(classes, dtype=np.int64)
+    for row, item_id in enumerate(ids):
+        item = by_id[item_id]
+        valid = mask[row]
+        if item.split != "train" or not valid.any():
+            continue  # test images never enter a prototype
+        sums[item.label] += table[row][valid].astype(np.float64).sum(axis=0)
+        counts[item.label] += int(valid.sum())
+        images[item.label] += 1
+    empty = [dataset.class_names[c] for c in range(classes) if counts[c] == 0]
+    if empty:
+        shown = ", ".join(f"'{name}'" for name in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise LmmclfError(f"No training-split descriptions for class {shown}: describe its training images (describe.split: train or all) to build its prototype.")
+    return (sums / counts[:, None]).astype(np.float32), counts, images
+
+
+def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, force: bool = False):
+    """Compute (or find) the prototypes artifact; returns its path.
+
+    Args:
+        cfg: the experiment config.
+        dataset: the loaded dataset.
+        store: the artifact store.
+        force: recompute even if cached.
+
+    Raises:
+        MissingArtifactError: no text embeddings (the message names ``lmmclf embed``).
+    """
+    import h5py
+
+    from lmmclf.embed.read import read_text_embeddings
+    from lmmclf.embed.specs import TEXT_STAGE, text_embed_spec
+
+    text_key = text_embed_spec(cfg, dataset, store).key
+    spec = prototypes_spec(cfg, dataset, store, text_key)
+
+    def compute(handle) -> int:
+        with store.open(TEXT_STAGE, text_key, make_hint=f"lmmclf embed {dataset.name}") as source:
+            texts = read_text_embeddings(source, table=True)
+        prototypes, counts, images = class_prototypes(texts.ids, texts.table, texts.mask, dataset)
+        handle.create_dataset("prototypes", data=prototypes)
+        handle.create_dataset("class_names", data=np.asarray(dataset.class_names, dtype=object), dtype=h5py.string_dtype("utf-8"))
+        handle.create_dataset("counts", data=counts)
+        handle.create_dataset("images", data=images)
+        return len(dataset.class_names)
+
+    if not force and not store.is_complete(STAGE, spec.key):
+        store.open(TEXT_STAGE, text_key, make_hint=f"lmmclf embed {dataset.name}").close()
+    return store.ensure(spec, compute, force=force)
+
+
+def load_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore) -> tuple[np.ndarray, list[str]]:
+    """The cached prototypes of ``cfg``: ``(prototypes (C, D) float32, class names)``.
+
+    Raises:
+        MissingArtifactError: not computed yet (the message names ``lmmclf prototypes``).
+    """
+    from lmmclf.embed.read import strings
+
+    spec = prototypes_spec(cfg, dataset, store)
+    with store.open(STAGE, spec.key, make_hint=f"lmmclf prototypes {dataset.name}") as handle:
+        names = strings(handle["class_names"][()])
+        prototypes = handle["prototypes"][()].astype(np.float32)
+    if names != list(dataset.class_names):
+        raise LmmclfError(f"The cached prototypes' classes differ from dataset '{dataset.name}'; run `lmmclf prototypes {dataset.name} --force`.")
+    return prototypes, names
