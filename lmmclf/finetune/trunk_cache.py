@@ -1,0 +1,145 @@
+"""The frozen-trunk artifact: the trunk's output tokens of every image, computed once.
+
+With only the last block(s) trainable, the frozen trunk maps each image to the same tokens
+in every epoch. They are computed once into the ``trunk`` stage and every epoch then runs
+the tail only. Size: tokens x width x bytes per image (ViT-L/14 at 224 px, float16:
+257 x 1024 x 2 = 526 KB per image, about 7 GB for UCF-101's 13,320 images); the whole
+array is read into host memory for training.
+
+Layout: ``tokens`` (N, L, W) in ``dtype``, training images first then test images, each in
+dataset index order; ``ids`` (N,), ``labels`` (N,) int64, ``splits`` (N,). Keyed by the CLIP
+identity, the dataset, the split point, the preprocessing, the storage dtype and the
+precision the trunk ran in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from lmmclf.console import console, progress
+from lmmclf.errors import CorruptArtifactError
+from lmmclf.store import ArtifactStore, KeySpec
+
+STAGE = "trunk"
+VERSION = 1
+
+
+def transform_identity(preprocess: Any) -> list[str]:
+    """A stable description of a torchvision ``Compose`` (function reprs carry addresses)."""
+    steps = getattr(preprocess, "transforms", [preprocess])
+    return [step.__name__ if callable(step) and hasattr(step, "__name__") else repr(step) for step in steps]
+
+
+def trunk_spec(clip_identity: dict, dataset, split, preprocess: Any, dtype: str, precision: str) -> KeySpec:
+    """The key of a trunk cache.
+
+    Args:
+        clip_identity: the CLIP model's identity.
+        dataset: the DatasetIndex.
+        split: the :class:`~lmmclf.finetune.tail.SplitPoint`.
+        preprocess: the image transform.
+        dtype: storage dtype, ``float16`` or ``float32``.
+        precision: the resolved precision the trunk ran in (``fp32``, ``bf16``, ``fp16``).
+    """
+    params = {**split.identity(), "preprocess": transform_identity(preprocess), "dtype": dtype, "precision": precision}
+    return KeySpec(stage=STAGE, version=VERSION, dataset=dataset.identity(), model=clip_identity, params=params)
+
+
+def ordered_items(dataset) -> list:
+    """Training items, then test items, each in index order (the artifact's row order)."""
+    return dataset.split("train") + dataset.split("test")
+
+
+def bytes_per_image(tokens: int, width: int, dtype: str) -> int:
+    return tokens * width * np.dtype(dtype).itemsize
+
+
+def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, preprocess, device, autocast: Callable,
+                       batch_size: int, num_workers: int, show_progress: bool = True) -> str:
+    """Compute the trunk artifact if missing; return its key.
+
+    Args:
+        store: the artifact store.
+        spec: from :func:`trunk_spec`.
+        dataset: the DatasetIndex.
+        trunk: the :class:`~lmmclf.finetune.tail.FrozenTrunk` on ``device``.
+        preprocess: the CLIP image transform.
+        device: the torch device.
+        autocast: factory of the precision context the trunk runs in.
+        batch_size, num_workers: for the DataLoader (no effect on the content).
+        show_progress: draw a progress bar.
+    """
+    import torch
+
+    from lmmclf.finetune.sources import ImageFiles
+
+    items = ordered_items(dataset)
+    dtype = spec.params["dtype"]
+
+    def compute(handle) -> int:
+        loader = torch.utils.data.DataLoader(
+            ImageFiles([item.path for item in items], preprocess), batch_size=batch_size,
+            num_workers=num_workers, pin_memory=device.type == "cuda",
+        )
+        handle.create_dataset("ids", data=[item.id for item in items], dtype=_str_dtype())
+        handle.create_dataset("labels", data=np.array([item.label for item in items], dtype=np.int64))
+        handle.create_dataset("splits", data=[item.split for item in items], dtype=_str_dtype())
+        tokens = None
+        row = 0
+        with progress(transient=True) as bar:
+            task = bar.add_task("trunk cache", total=len(items))
+            trunk.eval()
+            for images in loader:
+                with torch.no_grad(), autocast():
+                    out = trunk(images.to(device, non_blocking=True)).float().cpu().numpy().astype(dtype)
+                if tokens is None:
+                    shape = (len(items), *out.shape[1:])
+                    _announce(shape, dtype, show_progress)
+                    tokens = handle.create_dataset("tokens", shape=shape, dtype=dtype, chunks=(1, *out.shape[1:]))
+                tokens[row : row + len(out)] = out
+                row += len(out)
+                bar.advance(task, len(out))
+        handle.attrs["tokens_shape"] = list(tokens.shape)
+        return len(items)
+
+    store.ensure(spec, compute)
+    return spec.key
+
+
+def load_trunk_cache(store: ArtifactStore, key: str, dataset):
+    """The cached tokens as host tensors: ``(train_tokens, train_labels, test_tokens, test_labels)``.
+
+    Raises:
+        CorruptArtifactError: the rows do not match the dataset's items (never expected: the
+            key covers the dataset fingerprint).
+    """
+    import torch
+
+    items = ordered_items(dataset)
+    n_train = len(dataset.split("train"))
+    with store.open(STAGE, key, make_hint="lmmclf finetune") as handle:
+        ids = [value.decode() if isinstance(value, bytes) else value for value in handle["ids"][:]]
+        if ids != [item.id for item in items]:
+            raise CorruptArtifactError(f"Trunk cache {key[:12]} does not match the dataset's items; remove it with `lmmclf cache rm {key[:12]}`.")
+        labels = torch.from_numpy(handle["labels"][:])
+        train = torch.from_numpy(handle["tokens"][:n_train])
+        test = torch.from_numpy(handle["tokens"][n_train:])
+    return train, labels[:n_train], test, labels[n_train:]
+
+
+def _announce(shape: tuple, dtype: str, show: bool) -> None:
+    if not show:
+        return
+    per_image = bytes_per_image(shape[1], shape[2], dtype)
+    console.print(
+        f"Trunk cache: {shape[0]} images x {shape[1]} tokens x {shape[2]} width in {dtype} "
+        f"= {per_image / 1e3:.0f} KB per image, {per_image * shape[0] / 1e9:.2f} GB on disk and in memory."
+    )
+
+
+def _str_dtype():
+    import h5py
+
+    return h5py.string_dtype("utf-8")
