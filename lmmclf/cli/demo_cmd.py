@@ -1,0 +1,34 @@
+"""``lmmclf demo``: build the offline demo's data, tiny models and config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmmclf.cli.common import print_json, reports_user_errors
+from lmmclf.cli.options import JsonOpt
+from lmmclf.console import console
+
+
+@reports_user_errors
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder for the demo's data, models and config.")] = Path("demo-out"),
+    epochs: Annotated[int, typer.Option(help="Epochs for probe and finetune in the demo config.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build an offline plumbing demo: generated images, tiny random LMM and CLIP, and demo.yaml.
+
+    The models are randomly initialised (no download), so the pipeline's numbers mean nothing;
+    `bash examples/demo.sh` builds the demo and runs every stage on it.
+    """
+    from lmmclf.demo import prepare_demo
+
+    with console.status("Building the demo's images and tiny models..."):
+        assets = prepare_demo(out, epochs=epochs)
+    if as_json:
+        print_json({"config": str(assets.config), "data": str(assets.data), "lmm": str(assets.lmm), "clip": assets.clip})
+        return
+    console.print(f"Demo ready: config [bold]{assets.config}[/] (tiny random models: a plumbing demo, not accuracy).")
+    console.print(f"Next: lmmclf -c {assets.config} describe   (then embed, prototypes, probe, finetune, eval)")
