@@ -67,6 +67,20 @@ class FileHashCache:
             )
             self._db.commit()
 
+    def remember_many(self, rows: list[tuple[str | Path, str, str | None]]) -> None:
+        """Store many (path, sha256, note) entries in one transaction (one commit, not one per file)."""
+        records = []
+        for path, sha256, note in rows:
+            resolved = os.path.abspath(path)
+            stat = os.stat(resolved)
+            records.append((resolved, stat.st_size, stat.st_mtime_ns, sha256, note))
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO file_hash (path, size, mtime_ns, sha256, note) VALUES (?,?,?,?,?)",
+                records,
+            )
+            self._db.commit()
+
     def hash(self, path: str | Path) -> str:
         """The sha256 of ``path``, from the memo when the file is unchanged."""
         hit = self.lookup(path)

@@ -22,6 +22,7 @@ from lmmclf.hashing import hash_file, hash_strings
 FINGERPRINT_VERSION = "lmmclf-dataset/1"
 NOTE_OK = "image-ok"
 NOTE_BAD = "image-bad: "
+VIDEO_OK = "video-ok"
 VIDEO_BAD = "video-bad: "
 
 

@@ -28,6 +28,7 @@ from lmmclf.filehash import FileHashCache
 
 REPORT_FIRST = 3  # skipped files named in the one-line report
 _HASH_THREADS = 8  # hashing and image decoding release the GIL; threads suffice
+_FLUSH_EVERY = 64  # memo rows per SQLite commit (and files per progress-bar step)
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,13 @@ def _resolve_images(sources: list[Source], memo: FileHashCache, show_progress: b
         else:
             _collect_image(source, hit[0], hit[1], resolved, skipped)
     if todo:
-        with ThreadPoolExecutor(_HASH_THREADS) as pool, _bar(show_progress) as bar:
-            task = bar.add_task("hash + check images", total=len(todo))
+        with ThreadPoolExecutor(_HASH_THREADS) as pool, _Recorder(memo, "hash + check images", len(todo), show_progress) as recorder:
             futures = {pool.submit(fp.hash_and_verify, str(s.path)): s for s in todo}
             for future in as_completed(futures):
                 source = futures[future]
                 sha, note = future.result()
-                memo.remember(source.path, sha, note)
+                recorder.record(source.path, sha, note)
                 _collect_image(source, sha, note, resolved, skipped)
-                bar.advance(task)
     return resolved, skipped
 
 
@@ -138,20 +137,18 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
         return resolved, skipped
     by_path = {str(s.path): s for s in todo}
     decoded = 0
-    with _video_pool(workers, len(todo)) as pool, _bar(show_progress) as bar:
-        task = bar.add_task("middle frames", total=len(todo))
+    with _video_pool(workers, len(todo)) as pool, _Recorder(memo, "middle frames", len(todo), show_progress) as recorder:
         futures = [pool.submit(extract_one, str(s.path), str(cache_root), frame_format) for s in todo]
         for future in as_completed(futures):
             result: FrameResult = future.result()
             source = by_path[result.video]
             decoded += result.decoded
             if result.error:
-                memo.remember(source.path, result.sha256, fp.VIDEO_BAD + result.error)
+                recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error)
                 skipped.append(SkippedItem(result.video, result.error))
             else:
-                memo.remember(source.path, result.sha256, "video-ok")
+                recorder.record(source.path, result.sha256, fp.VIDEO_OK)
                 resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
-            bar.advance(task)
     if decoded:
         console.print(f"Decoded {decoded} video(s); middle frames cached under {cache_root / 'frames'}.")
     return resolved, skipped
@@ -188,11 +185,41 @@ class _InlineExecutor(ThreadPoolExecutor):
         super().__init__(max_workers=1)
 
 
-def _bar(show_progress: bool):
-    bar = progress()
-    if not show_progress:
-        bar.disable = True
-    return bar
+class _Recorder:
+    """Progress bar plus file-hash memo writes, both in batches.
+
+    One SQLite commit per file, or one bar refresh per file, would cost more than hashing a
+    small image; batches of ``_FLUSH_EVERY`` keep an interrupted run's finished work (the
+    frames themselves are already on disk) while staying fast.
+    """
+
+    def __init__(self, memo: FileHashCache, label: str, total: int, show_progress: bool):
+        self.memo = memo
+        self.bar = progress()
+        self.bar.disable = not show_progress
+        self.task = self.bar.add_task(label, total=total)
+        self.pending: list[tuple[Path, str, str]] = []
+
+    def __enter__(self) -> "_Recorder":
+        self.bar.__enter__()
+        return self
+
+    def record(self, path: Path, sha: str, note: str) -> None:
+        self.pending.append((path, sha, note))
+        if len(self.pending) >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.memo.remember_many(self.pending)
+            self.bar.advance(self.task, len(self.pending))
+            self.pending = []
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.flush()
+        finally:
+            self.bar.__exit__(*exc)
 
 
 def report_skipped(index: DatasetIndex) -> None:
