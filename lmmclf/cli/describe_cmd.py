@@ -1,0 +1,59 @@
+"""``lmmclf describe``: K descriptions of every image from an LMM (see docs/describe.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.options import BatchSizeOpt, DatasetArg, DeviceOpt, JsonOpt
+from lmmclf.describe.prompts import PRESETS
+
+_PRESET_HELP = "; ".join(f"{name}: '{preset.text}'" for name, preset in PRESETS.items())
+
+
+@reports_user_errors
+def describe(
+    ctx: typer.Context,
+    dataset: DatasetArg = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Which images: train, test or all.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N images of the split (to try things out).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="hf (local transformers model) or openai (an OpenAI-compatible server).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="hf: hub id or local folder; openai: the served model name.")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision (pin a commit for exact reproducibility).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto, float16, bfloat16 or float32 (auto: float16 on GPU, float32 on CPU).")] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="none, 8bit, 4bit or auto (from free GPU memory; needs bitsandbytes).")] = None,
+    batch_size: BatchSizeOpt = None,
+    device: DeviceOpt = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Free prompt text (overrides --prompt-preset); {k} becomes K.")] = None,
+    prompt_preset: Annotated[Optional[str], typer.Option("--prompt-preset", help=f"Named prompt. {_PRESET_HELP}.")] = None,
+    num_descriptions: Annotated[Optional[int], typer.Option("--num-descriptions", "-k", help="K: descriptions asked for and kept per image.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Generation budget per image (default 300).")] = None,
+    repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty", help="Default 1.05 (MiniGPT-4's).")] = None,
+    sample: Annotated[Optional[bool], typer.Option("--sample/--greedy", help="Sample instead of greedy decoding (greedy is the default: reproducible).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (with --sample).")] = None,
+    top_p: Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling threshold (with --sample).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed (with --sample).")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai backend: the server's /v1 URL.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai backend: requests in flight.")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: describe only items I, I+N, ... (0 <= I < N); run N of these anywhere sharing the cache.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Prompt an LMM with every image and store its parsed descriptions (resumable, cached)."""
+    from lmmclf.datasets import load_dataset
+    from lmmclf.describe import parse_shard, run_describe
+
+    cfg, store = load(ctx, dataset)
+    require_dataset(cfg)
+    cfg = cfg.override(
+        "describe", split=split, limit=limit, backend=backend, model=model, revision=revision, dtype=dtype,
+        quantize=quantize, batch_size=batch_size, device=device, prompt=prompt, prompt_preset=prompt_preset,
+        num_descriptions=num_descriptions, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
+        sample=sample, temperature=temperature, top_p=top_p, seed=seed, base_url=base_url, concurrency=concurrency,
+    )
+    shard_range = parse_shard(shard)
+    index = load_dataset(cfg, store)
+    summary = run_describe(cfg, index, store, shard=shard_range)
+    if json_output:
+        print_json(summary.to_dict())

@@ -1,0 +1,163 @@
+"""The describe artifact: its key, its journal records, and the HDF5 file they become.
+
+Key (:func:`describe_spec`): the dataset identity plus the described subset (split, limit),
+the backend, the model identity (hub id + revision or a hash of a local folder for ``hf``; the
+served model name for ``openai``), dtype and quantization as configured (``hf``), the prompt
+text, K, every decoding parameter that acts (temperature, top-p and seed only when sampling),
+and the parser version. Not in the key: device, batch size, concurrency, shard, URL, API key.
+
+HDF5 layout (stage ``describe``)::
+
+    ids               (N,)   utf-8 str, dataset index order
+    descriptions      (N, K) utf-8 str, padded with ""
+    num_descriptions  (N,)   int32
+    raw               (N,)   utf-8 str, the model's answer
+    generated_tokens  (N,)   int32
+    ok                (N,)   bool; False rows failed (their reason in ``errors``) and are
+                             retried by the next ``lmmclf describe`` with the same key
+    errors            (N,)   utf-8 str, "" when ok
+    attrs: num_descriptions_requested = K, prompt, backend, model, parser_version, resolved_*
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from lmmclf.describe.backends.base import Answer, backend_class
+from lmmclf.describe.parse import PARSER_VERSION, parse_descriptions
+from lmmclf.describe.prompts import resolve_prompt
+from lmmclf.filehash import FileHashCache
+from lmmclf.store import KeySpec
+
+STAGE = "describe"
+STAGE_VERSION = 1  # bump when the artifact's content changes for the same key inputs
+
+
+def describe_spec(cfg, dataset, store) -> KeySpec:
+    """The key spec of the describe artifact for ``cfg.describe`` on ``dataset``.
+
+    Args:
+        cfg: the experiment config.
+        dataset: the loaded :class:`~lmmclf.datasets.base.DatasetIndex`.
+        store: the artifact store (its file-hash memo speeds up hashing local models).
+    """
+    section = cfg.describe
+    hashes = FileHashCache(store.file_hash_db())
+    try:
+        model, backend_params = backend_class(section.backend).key_parts(section, hashes)
+    finally:
+        hashes.close()
+    params: dict[str, Any] = {
+        "backend": section.backend,
+        "prompt": resolve_prompt(section.prompt, section.prompt_preset, section.num_descriptions),
+        "num_descriptions": section.num_descriptions,
+        "split": section.split,
+        "limit": section.limit,
+        "max_new_tokens": section.max_new_tokens,
+        "repetition_penalty": section.repetition_penalty,
+        "sample": section.sample,
+        "parser_version": PARSER_VERSION,
+        **backend_params,
+    }
+    if section.sample:
+        params.update(temperature=section.temperature, top_p=section.top_p, seed=section.seed)
+    return KeySpec(stage=STAGE, version=STAGE_VERSION, dataset=dataset.identity(), model=model, params=params)
+
+
+def select_items(dataset, split: str, limit: int | None) -> list:
+    """The described subset: the split's items in index order, the first ``limit`` of them."""
+    items = dataset.split(split)
+    return items[:limit] if limit is not None else items
+
+
+def answer_record(answer: Answer, k: int) -> dict[str, Any]:
+    """The journal record of one answer (descriptions parsed now; an empty answer is a failure).
+
+    NUL characters are dropped from the text: HDF5 strings cannot hold them.
+    """
+    if answer.text:
+        answer = Answer(answer.id, answer.text.replace("\x00", ""), answer.generated_tokens, answer.error, answer.retries)
+    if answer.ok and not (answer.text or "").strip():
+        answer = Answer(answer.id, answer.text, answer.generated_tokens, "empty answer", answer.retries)
+    if not answer.ok:
+        return {"id": answer.id, "ok": False, "error": answer.error, "retries": answer.retries,
+                "generated_tokens": answer.generated_tokens}
+    return {
+        "id": answer.id,
+        "ok": True,
+        "raw": answer.text,
+        "descriptions": parse_descriptions(answer.text, k),
+        "generated_tokens": answer.generated_tokens,
+        "retries": answer.retries,
+    }
+
+
+def merge_records(sources: Iterable[Iterable[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """id -> record over several journals: a success is final; otherwise the latest failure counts."""
+    merged: dict[str, dict[str, Any]] = {}
+    for records in sources:
+        for record in records:
+            current = merged.get(record.get("id"))
+            if current is None or not current.get("ok"):
+                merged[record["id"]] = record
+    return merged
+
+
+def read_ok_rows(path: Path) -> list[dict[str, Any]]:
+    """The successful rows of an existing artifact, as journal records (to retry only its failures)."""
+    import h5py
+
+    rows = []
+    with h5py.File(path, "r") as handle:
+        ids = handle["ids"].asstr()[...]
+        ok = handle["ok"][...]
+        raw = handle["raw"].asstr()[...]
+        descriptions = handle["descriptions"].asstr()[...]
+        counts = handle["num_descriptions"][...]
+        tokens = handle["generated_tokens"][...]
+        for i, item_id in enumerate(ids):
+            if ok[i]:
+                rows.append({
+                    "id": item_id, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: counts[i]]),
+                    "generated_tokens": int(tokens[i]),
+                })
+    return rows
+
+
+def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k: int, attrs: dict[str, Any]) -> int:
+    """Fill an open HDF5 file with the describe layout; returns the row count.
+
+    Args:
+        handle: the ``h5py.File`` being written (from ``store.create``).
+        ids: the described item ids, in dataset index order.
+        records: id -> journal record (every id must have one).
+        k: descriptions requested (the width of ``descriptions``).
+        attrs: provenance attributes (prompt, backend, resolved device...).
+    """
+    import h5py
+    import numpy as np
+
+    text = h5py.string_dtype("utf-8")
+    rows = [records[item_id] for item_id in ids]
+    table = np.full((len(ids), k), "", dtype=object)
+    for i, row in enumerate(rows):
+        for j, description in enumerate((row.get("descriptions") or [])[:k]):
+            table[i, j] = _hdf5_text(description)
+    handle.create_dataset("ids", data=np.array(ids, dtype=object), dtype=text)
+    handle.create_dataset("descriptions", data=table, dtype=text)
+    handle.create_dataset("num_descriptions", data=np.array([len(r.get("descriptions") or []) for r in rows], dtype=np.int32))
+    handle.create_dataset("raw", data=np.array([_hdf5_text(r.get("raw") or "") for r in rows], dtype=object), dtype=text)
+    handle.create_dataset("generated_tokens", data=np.array([int(r.get("generated_tokens") or 0) for r in rows], dtype=np.int32))
+    handle.create_dataset("ok", data=np.array([bool(r.get("ok")) for r in rows], dtype=bool))
+    handle.create_dataset("errors", data=np.array([_hdf5_text(r.get("error", "")) if not r.get("ok") else "" for r in rows], dtype=object), dtype=text)
+    handle.attrs["num_descriptions_requested"] = int(k)
+    for name, value in attrs.items():
+        handle.attrs[name] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+    return len(ids)
+
+
+def _hdf5_text(text: str) -> str:
+    """HDF5 strings cannot hold NUL characters (journals written before this rule may have them)."""
+    return text.replace("\x00", "")

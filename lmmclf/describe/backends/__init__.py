@@ -1,0 +1,1 @@
+"""Describe backends: the registry and base class in base.py, one module per backend."""

@@ -1,0 +1,134 @@
+"""What a describe backend is: one batch method, plus the table of backends.
+
+A backend turns images and a prompt into answers. It implements one method,
+:meth:`Backend.describe_batch`; a per-image failure (unreadable image, server error after
+retries, a rejected answer) is an :class:`Answer` with ``error`` set, never an exception, so
+one bad image never stops the others. :meth:`Backend.stream` feeds batches to
+``describe_batch`` and may be overridden by backends that keep requests in flight across
+batch boundaries (the openai backend does).
+
+``BACKENDS`` maps a name to ``"module:Class"``, imported only when used, so that
+``lmmclf --help`` never imports torch. Tests register fake backends with :func:`register_backend`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from lmmclf.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to describe.
+
+    Args:
+        id: the dataset item id.
+        path: the image file.
+    """
+
+    id: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A backend's result for one image.
+
+    Args:
+        id: the item id.
+        text: the raw answer (None on failure).
+        generated_tokens: tokens generated, up to and including end-of-sequence.
+        error: why it failed ("" when it did not).
+        retries: requests retried on the way (openai backend).
+    """
+
+    id: str
+    text: str | None
+    generated_tokens: int = 0
+    error: str = ""
+    retries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+class Backend:
+    """Base class of describe backends.
+
+    Args:
+        section: the config's describe section (``DescribeSection``).
+        prompt: the resolved prompt text.
+    """
+
+    name = "base"
+
+    @classmethod
+    def key_parts(cls, section: Any, hashes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(model identity, backend-specific key parameters) for the cache key.
+
+        The default: the model name as given and nothing else. Never put a URL, a host or a
+        credential here: the same model behind another server gives the same descriptions.
+        """
+        return {"name": section.model}, {}
+
+    def __init__(self, section: Any, prompt: str):
+        self.section = section
+        self.prompt = prompt
+
+    @property
+    def batch_size(self) -> int:
+        """Images per call of :meth:`describe_batch` (and per journal write)."""
+        return max(1, int(self.section.batch_size or 8))
+
+    def describe_batch(self, jobs: list[Job]) -> list[Answer]:
+        """Describe ``jobs``; one :class:`Answer` per job, in order. Must not raise for one bad image."""
+        raise NotImplementedError
+
+    def stream(self, jobs: Iterable[Job]) -> Iterator[list[Answer]]:
+        """Answers in groups as they finish; each group is journaled before the next is asked for."""
+        batch: list[Job] = []
+        for job in jobs:
+            batch.append(job)
+            if len(batch) == self.batch_size:
+                yield self.describe_batch(batch)
+                batch = []
+        if batch:
+            yield self.describe_batch(batch)
+
+    def resolved(self) -> dict[str, Any]:
+        """What the backend resolved at run time (device, dtype...), stored as provenance, not in the key."""
+        return {}
+
+    def close(self) -> None:
+        """Release connections, memory."""
+
+
+BACKENDS: dict[str, str | type[Backend]] = {
+    "hf": "lmmclf.describe.backends.hf:HFBackend",
+    "openai": "lmmclf.describe.backends.openai:OpenAIBackend",
+}
+
+
+def register_backend(name: str, backend: str | type[Backend]) -> None:
+    """Add (or replace) a backend: a class or a ``"module:Class"`` path."""
+    BACKENDS[name] = backend
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered under ``name``.
+
+    Raises:
+        ConfigError: no such backend.
+    """
+    if name not in BACKENDS:
+        raise ConfigError(f"Unknown describe.backend '{name}' (known: {', '.join(BACKENDS)}).")
+    entry = BACKENDS[name]
+    if isinstance(entry, str):
+        module_name, _, attribute = entry.partition(":")
+        entry = getattr(importlib.import_module(module_name), attribute)
+    return entry

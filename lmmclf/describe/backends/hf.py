@@ -1,0 +1,332 @@
+"""The ``hf`` backend: a local Hugging Face image-text-to-text model, batched.
+
+Loads any model ``AutoModelForImageTextToText`` knows (LLaVA-1.5, InstructBLIP, ...) from a
+hub id or a local folder, with ``AutoProcessor``. Batched generation pads on the LEFT (right
+padding gives garbage with LLaVA: LLaVA #1149, #1305): each image is encoded alone by the
+processor and the batch is assembled here, so that the language model's ids are left-padded
+and the Q-Former's (InstructBLIP) right-padded, which makes every row's output identical to a
+one-image-at-a-time run under greedy decoding (tested).
+
+Choices (see docs/describe.md): ``--dtype auto`` = float16 on a GPU, float32 on the CPU;
+``--quantize auto`` = the widest of fp16 / 8-bit / 4-bit that fits the GPU's free memory
+(none on the CPU); ``--batch-size 0`` = from free memory after loading (8 on the CPU).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from lmmclf.describe.backends.base import Answer, Backend, Job
+from lmmclf.errors import LmmclfError
+from lmmclf.models import hf_model_identity
+
+GiB = 1 << 30
+CPU_BATCH_SIZE = 8  # small and fixed: CPU throughput barely grows beyond this
+MAX_AUTO_BATCH = 64  # beyond this HF generate gains little and a failure loses more work
+_PROMPT_TOKENS = 64  # allowance for chat template + prompt when sizing the KV cache
+
+_DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
+
+# How each variable-length processor output is padded when a batch is assembled:
+# key -> (side, pad value: an int, or the processor attribute whose pad_token_id to use).
+_PADDING: dict[str, tuple[str, Any]] = {
+    "input_ids": ("left", "tokenizer"),
+    "attention_mask": ("left", 0),
+    "token_type_ids": ("left", 0),
+    "mm_token_type_ids": ("left", 0),
+    "qformer_input_ids": ("right", "qformer_tokenizer"),  # BERT positions: pad after the text
+    "qformer_attention_mask": ("right", 0),
+}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if a GPU is visible, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LmmclfError(f"--device {device} was asked for but no CUDA GPU is visible; pass --device cpu.")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    """The torch dtype: ``auto`` is float16 on a GPU and float32 on the CPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, _DTYPES[dtype])
+
+
+def choose_quantization(parameters: int, free_bytes: int, headroom: int = 2 * GiB) -> str:
+    """The widest weight format whose weights (+15% and ``headroom``) fit in ``free_bytes``.
+
+    Args:
+        parameters: the model's parameter count.
+        free_bytes: free GPU memory.
+        headroom: memory kept for activations and the KV cache of a small batch.
+
+    Raises:
+        LmmclfError: not even 4-bit fits.
+    """
+    for mode, bytes_per_parameter in (("none", 2.0), ("8bit", 1.0), ("4bit", 0.55)):
+        if parameters * bytes_per_parameter * 1.15 + headroom <= free_bytes:
+            return mode
+    raise LmmclfError(
+        f"The describe model ({parameters / 1e9:.1f}B parameters) does not fit in {free_bytes / GiB:.1f} GiB of free GPU "
+        "memory even in 4-bit; free the GPU, use a smaller --model, or serve it with vLLM on more GPUs (--backend openai)."
+    )
+
+
+def auto_batch_size(text_config: Any, image_tokens: int, max_new_tokens: int, free_bytes: int, element_bytes: int) -> int:
+    """Images per batch whose KV cache (plus 50% for activations) fits in 85% of ``free_bytes``.
+
+    Args:
+        text_config: the language model's config (layers, heads, hidden size).
+        image_tokens: tokens one image takes in the language model.
+        max_new_tokens: the generation budget.
+        free_bytes: free GPU memory after loading the weights.
+        element_bytes: bytes per KV-cache element (2 for fp16).
+    """
+    layers = text_config.num_hidden_layers
+    heads = text_config.num_attention_heads
+    kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
+    head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // heads
+    sequence = image_tokens + _PROMPT_TOKENS + max_new_tokens
+    per_image = 2 * layers * kv_heads * head_dim * sequence * element_bytes * 1.5
+    return int(max(1, min(MAX_AUTO_BATCH, 0.85 * free_bytes // per_image)))
+
+
+def _bitsandbytes_config(mode: str, compute_dtype):
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LmmclfError(
+            f"--quantize {mode} needs bitsandbytes, which is not installed: `pip install bitsandbytes` "
+            "(or `pip install 'lmmclf[quant]'`), or pass --quantize none."
+        )
+    from transformers import BitsAndBytesConfig
+
+    if mode == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _parameter_count(config) -> int:
+    """Parameters of a model, counted on the meta device (nothing allocated)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _image_tokens(config) -> int:
+    for name in ("image_seq_length", "num_query_tokens"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return 576
+
+
+class HFBackend(Backend):
+    """A transformers image-text-to-text model run locally.
+
+    Args:
+        section: the describe config section.
+        prompt: the resolved prompt text.
+        generate_overrides: extra ``generate`` arguments (the benchmark forces ``min_new_tokens``).
+    """
+
+    name = "hf"
+
+    @classmethod
+    def key_parts(cls, section: Any, hashes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Model identity (hub id + revision, or a hash of a local folder) and the load options.
+
+        dtype and quantization change the generated text, so they are in the key, as
+        configured (``auto`` stays ``auto``): the key must be computable on any machine,
+        e.g. by ``embed`` on a CPU-only host, and cannot depend on which GPU resolved it.
+        """
+        identity = hf_model_identity(section.model, section.revision, hashes)
+        template = Path(section.model).expanduser() / "chat_template.jinja"
+        if template.is_file():  # local_identity hashes weights and json, not the jinja template
+            identity["chat_template_sha256"] = hashes.hash(template)
+        return identity, {
+            "dtype": section.dtype,
+            "quantize": section.quantize,
+        }
+
+    def __init__(self, section: Any, prompt: str, generate_overrides: dict[str, Any] | None = None):
+        super().__init__(section, prompt)
+        import torch
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        self.device = resolve_device(section.device)
+        self.dtype = resolve_dtype(section.dtype, self.device)
+        load = {"revision": section.revision}
+        try:
+            config = AutoConfig.from_pretrained(section.model, **load)
+            self.processor = AutoProcessor.from_pretrained(section.model, **load)
+        except (OSError, ValueError) as exc:
+            raise LmmclfError(f"Cannot load describe.model '{section.model}': {exc}") from exc
+        self.quantize = self._pick_quantization(config)
+        kwargs: dict[str, Any] = {"dtype": self.dtype, **load}
+        if self.quantize != "none":
+            kwargs["quantization_config"] = _bitsandbytes_config(self.quantize, self.dtype)
+        if self.device.startswith("cuda"):
+            # "cuda" spreads a model over all visible GPUs when one is not enough
+            kwargs["device_map"] = "auto" if self.device == "cuda" else {"": self.device}
+        try:
+            self.model = AutoModelForImageTextToText.from_pretrained(section.model, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise LmmclfError(f"Cannot load describe.model '{section.model}': {exc}") from exc
+        if "device_map" not in kwargs:
+            self.model.to(self.device)
+        self.model.eval()
+        self.input_device = self.model.device
+        tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if eos is not None else tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
+        self.text = self._prompt_text(prompt)
+        self.generate_kwargs = self._generate_kwargs(section, generate_overrides or {})
+        self._batch_size = section.batch_size or self._auto_batch_size(config)
+        self._torch = torch
+
+    # -- set-up ------------------------------------------------------------------------
+    def _pick_quantization(self, config) -> str:
+        mode = self.section.quantize
+        if mode != "auto":
+            if mode != "none" and not self.device.startswith("cuda"):
+                raise LmmclfError(f"--quantize {mode} needs a CUDA GPU (bitsandbytes); on the CPU pass --quantize none.")
+            return mode
+        if not self.device.startswith("cuda"):
+            return "none"
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+        return choose_quantization(_parameter_count(config), free)
+
+    def _auto_batch_size(self, config) -> int:
+        if not self.device.startswith("cuda"):
+            return CPU_BATCH_SIZE
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(self.input_device)
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config.text_config
+        element = 2 if self.dtype in (torch.float16, torch.bfloat16) else 4
+        return auto_batch_size(text_config, _image_tokens(config), self.section.max_new_tokens, free, element)
+
+    def _prompt_text(self, prompt: str) -> str:
+        """The processor's chat template around one image and the prompt; the bare prompt without one."""
+        if getattr(self.processor, "chat_template", None):
+            conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+        return prompt
+
+    def _generate_kwargs(self, section: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": section.max_new_tokens,
+            "repetition_penalty": section.repetition_penalty,
+            "do_sample": section.sample,
+            "pad_token_id": self.pad_id,
+        }
+        if section.sample:
+            kwargs.update(temperature=section.temperature, top_p=section.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)  # silence sampling defaults of the model's config
+        kwargs.update(overrides)
+        return kwargs
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def resolved(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "quantize": self.quantize,
+            "batch_size": self._batch_size,
+            "prompt_text": self.text,
+        }
+
+    # -- the batch ---------------------------------------------------------------------
+    def describe_batch(self, jobs: list[Job]) -> list[Answer]:
+        answers: dict[str, Answer] = {}
+        encoded: list[tuple[Job, dict[str, Any]]] = []
+        for job in jobs:
+            try:
+                encoded.append((job, self._encode(job)))
+            except Exception as exc:  # noqa: BLE001 - any unreadable image is that image's failure
+                answers[job.id] = Answer(job.id, None, error=f"unreadable image {job.path}: {type(exc).__name__}: {exc}")
+        if encoded:
+            for (job, _), (text, count) in zip(encoded, self._generate_split([e for _, e in encoded])):
+                answers[job.id] = Answer(job.id, text, generated_tokens=count)
+        return [answers[job.id] for job in jobs]
+
+    def _generate_split(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        """Generate; on GPU out-of-memory halve the batch (for the rest of the run too) and go on."""
+        try:
+            return self._generate(encodings)
+        except self._torch.OutOfMemoryError:
+            if len(encodings) == 1:
+                raise
+            self._torch.cuda.empty_cache()
+            half = len(encodings) // 2
+            self._batch_size = max(1, min(self._batch_size, half))
+            return self._generate_split(encodings[:half]) + self._generate_split(encodings[half:])
+
+    def _encode(self, job: Job) -> dict[str, Any]:
+        from PIL import Image
+
+        with Image.open(job.path) as image:
+            rgb = image.convert("RGB")
+        return dict(self.processor(images=[rgb], text=[self.text], return_tensors="pt"))
+
+    def _generate(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        torch = self._torch
+        batch = self._collate(encodings)
+        if self.section.sample:
+            torch.manual_seed(self.section.seed)  # per batch: a resumed run repeats the same draws
+        with torch.inference_mode():
+            output = self.model.generate(**batch, **self.generate_kwargs)
+        new = output[:, batch["input_ids"].shape[1]:].tolist()
+        answers = []
+        for row in new:
+            count = next((i + 1 for i, token in enumerate(row) if token in self.eos_ids), len(row))
+            text = self.processor.tokenizer.decode(row[:count], skip_special_tokens=True).strip()
+            answers.append((text, count))
+        return answers
+
+    def _collate(self, encodings: list[dict[str, Any]]) -> dict[str, Any]:
+        """One batch from per-image encodings: padded per :data:`_PADDING`, others concatenated."""
+        torch = self._torch
+        batch = {}
+        for key in encodings[0]:
+            tensors = [e[key] for e in encodings]
+            if key in _PADDING:
+                side, value = _PADDING[key]
+                if isinstance(value, str):
+                    value = getattr(self.processor, value).pad_token_id
+                    value = self.pad_id if value is None and key == "input_ids" else value
+                length = max(t.shape[-1] for t in tensors)
+                rows = []
+                for t in tensors:
+                    pad = t.new_full((t.shape[0], length - t.shape[-1]), value)
+                    rows.append(torch.cat([pad, t] if side == "left" else [t, pad], dim=-1))
+                batch[key] = torch.cat(rows).to(self.input_device)
+            else:
+                joined = torch.cat(tensors)
+                if joined.is_floating_point():
+                    joined = joined.to(self.dtype)
+                batch[key] = joined.to(self.input_device)
+        return batch
+
+    def close(self) -> None:
+        self.model = None

@@ -1,0 +1,210 @@
+"""A local OpenAI-compatible chat-completions server with fault injection, for tests and demos.
+
+It listens on 127.0.0.1 (a free port), answers ``POST /v1/chat/completions`` with a
+deterministic numbered list derived from the image's bytes (so shards, resumes and single
+runs can be compared), and injects faults on demand:
+
+``500``, ``429`` (with ``Retry-After: 0``), ``timeout`` (answers only after ``slow_seconds``),
+``malformed`` (a 200 with a broken JSON body), ``drop`` (closes the connection without an
+answer), ``reject`` (a 400), ``empty`` (an empty answer), ``echo_auth`` (a 400 whose body
+repeats the request's Authorization header, to prove lmmclf scrubs it).
+
+Faults come from a global ``script`` consumed in arrival order, and/or per image (by the
+sha256 of the image bytes) for its successive requests. The server is bounded: it stops by
+itself after ``lifetime`` seconds or ``max_requests`` requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable
+
+FAULTS = ("ok", "500", "429", "timeout", "malformed", "drop", "reject", "empty", "echo_auth")
+
+
+def answer_for(image_sha256: str, prompt: str, k: int = 10) -> str:
+    """The deterministic answer for an image: a preamble and 3..k numbered descriptions."""
+    count = 3 + int(image_sha256[:2], 16) % max(1, k - 2)
+    lines = [f"{i}. a scene {image_sha256[:6]} with detail {i}" for i in range(1, count + 1)]
+    return "Sure! Here are the descriptions:\n" + "\n".join(lines)
+
+
+class FakeOpenAIServer:
+    """A chat-completions server in a background thread.
+
+    Args:
+        script: fault kinds for the first requests, in arrival order (then ``ok``).
+        per_image: image sha256 -> fault kinds for that image's successive requests.
+        slow_seconds: how long a ``timeout`` fault waits before answering.
+        lifetime: seconds after which the server shuts itself down.
+        max_requests: requests after which it shuts itself down.
+        k: how many descriptions the longest answers have.
+    """
+
+    def __init__(self, script: Iterable[str] = (), per_image: dict[str, list[str]] | None = None,
+                 slow_seconds: float = 2.0, lifetime: float = 120.0, max_requests: int = 10_000, k: int = 10):
+        for fault in [*script, *(f for faults in (per_image or {}).values() for f in faults)]:
+            if fault not in FAULTS:
+                raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+        self._lock = threading.Lock()
+        self._script = list(script)
+        self._per_image = {sha: list(faults) for sha, faults in (per_image or {}).items()}
+        self.slow_seconds = slow_seconds
+        self.lifetime = lifetime
+        self.max_requests = max_requests
+        self.k = k
+        self.requests: list[dict[str, Any]] = []  # one entry per request: image, fault, headers seen
+        self.seen_per_image: dict[str, int] = defaultdict(int)
+        self._stopped = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+
+    @property
+    def url(self) -> str:
+        """The base URL to pass as ``--base-url``."""
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def start(self) -> "FakeOpenAIServer":
+        self._thread.start()
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._timer.cancel()
+        threading.Thread(target=self._httpd.shutdown, daemon=True).start()  # safe from a handler thread too
+        self._httpd.server_close()
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def next_fault(self, image_sha: str) -> str:
+        """The fault for this request (the global script first, then the image's own plan)."""
+        with self._lock:
+            self.seen_per_image[image_sha] += 1
+            if len(self.requests) >= self.max_requests:
+                threading.Thread(target=self.stop, daemon=True).start()
+            if self._script:
+                return self._script.pop(0)
+            plan = self._per_image.get(image_sha)
+            if plan:
+                return plan.pop(0)
+            return "ok"
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+
+def image_sha256_of_data_url(url: str) -> str:
+    """sha256 of the bytes inside a ``data:...;base64,`` URL (what the per-image plans key on)."""
+    return hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest()
+
+
+def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                return self._send(404, {"error": {"message": f"no route {self.path}"}})
+            try:
+                request = json.loads(body)
+                content = request["messages"][0]["content"]
+                url = next(part["image_url"]["url"] for part in content if part["type"] == "image_url")
+                prompt = next(part["text"] for part in content if part["type"] == "text")
+            except (ValueError, KeyError, IndexError, StopIteration, TypeError):
+                return self._send(400, {"error": {"message": "malformed request"}})
+            sha = image_sha256_of_data_url(url)
+            fault = server.next_fault(sha)
+            auth = self.headers.get("authorization", "")
+            server.record({"image": sha, "fault": fault, "authorization": auth, "model": request.get("model"),
+                           "max_tokens": request.get("max_tokens"), "temperature": request.get("temperature")})
+            getattr(self, f"_fault_{fault}")(sha, prompt, request, auth)
+
+        # -- the faults --------------------------------------------------------------
+        def _fault_ok(self, sha, prompt, request, auth) -> None:
+            text = answer_for(sha, prompt, server.k)
+            self._send(200, {
+                "id": "chatcmpl-fake", "object": "chat.completion", "model": request.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 600, "completion_tokens": len(text.split()), "total_tokens": 600 + len(text.split())},
+            })
+
+        def _fault_500(self, *args) -> None:
+            self._send(500, {"error": {"message": "internal error (injected)"}})
+
+        def _fault_429(self, *args) -> None:
+            self._send(429, {"error": {"message": "rate limited (injected)"}}, {"Retry-After": "0"})
+
+        def _fault_timeout(self, *args) -> None:
+            server._stopped.wait(server.slow_seconds)
+            try:
+                self._fault_ok(*args)
+            except OSError:
+                pass  # the client gave up first, as intended
+
+        def _fault_malformed(self, *args) -> None:
+            self._send_raw(200, b'{"choices": [{"message": {"content": "1. half', "application/json")
+
+        def _fault_drop(self, *args) -> None:
+            self.close_connection = True  # no status line, no body: the client sees a dropped connection
+
+        def _fault_reject(self, *args) -> None:
+            self._send(400, {"error": {"message": "image rejected (injected)"}})
+
+        def _fault_empty(self, sha, prompt, request, auth) -> None:
+            self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}]})
+
+        def _fault_echo_auth(self, sha, prompt, request, auth) -> None:
+            self._send(400, {"error": {"message": f"bad request; you sent authorization={auth}"}})
+
+        # -- plumbing ----------------------------------------------------------------
+        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            self._send_raw(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
+
+        def _send_raw(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+def main() -> None:
+    """Run the server in the foreground (for trying the openai backend without a GPU)."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lifetime", type=float, default=600.0, help="seconds before it stops by itself")
+    args = parser.parse_args()
+    with FakeOpenAIServer(lifetime=args.lifetime) as server:
+        print(server.url, flush=True)
+        while not server._stopped.is_set():
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()
