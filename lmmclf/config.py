@@ -80,14 +80,15 @@ class ProbeSection:
     features: Literal["image", "text", "concat", "mean", "zeroshot", "prototype-zeroshot"] = "concat"
     epochs: int = 500  # paper 1
     lr: float = 1e-3  # paper 1
-    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    normalize: bool = False  # L2-normalise each embedding before pooling/concatenation
-    val_fraction: float = 0.0  # hold out part of the training split for model selection
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"  # paper silent; the authors' public code trains such heads with SGD (see docs/paper1.md)
+    momentum: float = 0.9  # sgd only; the authors' public code
+    weight_decay: float = 0.0  # paper mentions none
+    batch_size: int = 64  # paper silent; the authors' public code
+    normalize: bool = False  # L2-normalise each embedding before pooling/concatenation; the papers use raw embeddings
+    val_fraction: float = 0.0  # hold out part of the training split for model selection (0: the paper's protocol)
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
+    zeroshot_templates: str = "ensemble"  # zero-shot prompts: a preset (ensemble, single) or templates with {} joined by |
 
 
 @dataclass
@@ -118,6 +119,7 @@ class EvalSection:
     out_dir: str = "results"
     bootstrap: int = 2000  # resamples for the paired confidence interval
     compare: Optional[list[str]] = None  # two methods to compare pairwise
+    confidence: float = 0.95  # level of the bootstrap confidence interval
 
 
 @dataclass
