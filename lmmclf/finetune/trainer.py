@@ -229,7 +229,9 @@ class Trainer:
             self.on_step(self)
             if self.should_stop() and self.step < self.steps_per_epoch:
                 self.save()
-                raise TrainingInterrupted(f"Training stopped at epoch {self.epoch + 1}, step {self.step}.")
+                raise TrainingInterrupted(
+                    f"Training stopped at epoch {self.epoch + 1}, step {self.step}; checkpoint saved to {self.checkpoint_path}."
+                )
 
     def train_step(self, tokens: torch.Tensor, labels: torch.Tensor) -> None:
         settings = self.settings
