@@ -35,13 +35,13 @@ def test_middle_frame_is_floor_half(tmp_path, n_frames):
 
 def counting(monkeypatch) -> list[str]:
     calls: list[str] = []
-    original = loader.extract_one
+    original = loader.extract_many
 
-    def wrapped(video, cache_root, frame_format):
-        calls.append(video)
-        return original(video, cache_root, frame_format)
+    def wrapped(videos, cache_root, frame_format):
+        calls.extend(videos)
+        return original(videos, cache_root, frame_format)
 
-    monkeypatch.setattr(loader, "extract_one", wrapped)
+    monkeypatch.setattr(loader, "extract_many", wrapped)
     return calls
 
 

@@ -104,6 +104,11 @@ def extract_one(video: str, cache_root: str, frame_format: str) -> FrameResult:
     return FrameResult(video, sha, str(target), None, True)
 
 
+def extract_many(videos: list[str], cache_root: str, frame_format: str) -> list[FrameResult]:
+    """:func:`extract_one` for a chunk of videos (one inter-process round trip per chunk)."""
+    return [extract_one(video, cache_root, frame_format) for video in videos]
+
+
 def write_atomic(image, target: Path, frame_format: str) -> None:
     """Save ``image`` to a unique temp file beside ``target``, then ``os.replace`` it."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from lmmclf.config import ExperimentConfig
 from lmmclf.console import console, progress
 from lmmclf.datasets import fingerprint as fp
 from lmmclf.datasets.base import SPLITS, DatasetIndex, Item, SkippedItem
-from lmmclf.datasets.frames import FrameResult, extract_one, frame_path
+from lmmclf.datasets.frames import extract_many, frame_path
 from lmmclf.datasets.registry import ADAPTERS, resolve
 from lmmclf.datasets.sources import Scan, Source
 from lmmclf.errors import DatasetError
@@ -29,6 +29,7 @@ from lmmclf.filehash import FileHashCache
 REPORT_FIRST = 3  # skipped files named in the one-line report
 _HASH_THREADS = 8  # hashing and image decoding release the GIL; threads suffice
 _FLUSH_EVERY = 64  # memo rows per SQLite commit (and files per progress-bar step)
+_MAX_CHUNK = 16  # videos per decoding task at most, so the progress bar still moves
 
 
 @dataclass(frozen=True)
@@ -137,18 +138,21 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
         return resolved, skipped
     by_path = {str(s.path): s for s in todo}
     decoded = 0
-    with _video_pool(workers, len(todo)) as pool, _Recorder(memo, "middle frames", len(todo), show_progress) as recorder:
-        futures = [pool.submit(extract_one, str(s.path), str(cache_root), frame_format) for s in todo]
+    count = min(decode_workers(workers), len(todo))
+    size = _chunk_size(len(todo), count)
+    chunks = [[str(s.path) for s in todo[i : i + size]] for i in range(0, len(todo), size)]
+    with _video_pool(count) as pool, _Recorder(memo, "middle frames", len(todo), show_progress) as recorder:
+        futures = [pool.submit(extract_many, chunk, str(cache_root), frame_format) for chunk in chunks]
         for future in as_completed(futures):
-            result: FrameResult = future.result()
-            source = by_path[result.video]
-            decoded += result.decoded
-            if result.error:
-                recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error)
-                skipped.append(SkippedItem(result.video, result.error))
-            else:
-                recorder.record(source.path, result.sha256, fp.VIDEO_OK)
-                resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
+            for result in future.result():
+                source = by_path[result.video]
+                decoded += result.decoded
+                if result.error:
+                    recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error)
+                    skipped.append(SkippedItem(result.video, result.error))
+                else:
+                    recorder.record(source.path, result.sha256, fp.VIDEO_OK)
+                    resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
     if decoded:
         console.print(f"Decoded {decoded} video(s); middle frames cached under {cache_root / 'frames'}.")
     return resolved, skipped
@@ -164,12 +168,16 @@ def decode_workers(configured: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _video_pool(workers: int, jobs: int) -> Executor:
-    """Worker processes for decoding (spawned: safe when torch is already loaded).
+def _chunk_size(jobs: int, workers: int) -> int:
+    """Videos per task: few round trips, yet about four tasks per worker to balance the load."""
+    return max(1, min(_MAX_CHUNK, jobs // (4 * max(workers, 1))))
 
-    A single job, or one worker, runs in this process: starting a pool would cost more.
+
+def _video_pool(count: int) -> Executor:
+    """``count`` worker processes for decoding (spawned: safe when torch is already loaded).
+
+    One worker runs in this process (on a helper thread): starting a pool would cost more.
     """
-    count = min(decode_workers(workers), jobs)
     if count <= 1:
         return _InlineExecutor()
     import multiprocessing

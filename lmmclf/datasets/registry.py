@@ -124,4 +124,4 @@ def resolve(section: DatasetSection) -> DatasetEntry:
             f"{'' if name in ADAPTERS else ' --type TYPE'}` (or set dataset.root in the config)."
         )
     check_type(type_name)
-    return DatasetEntry(name, type_name, Path(root).expanduser())
+    return DatasetEntry(name, type_name, Path(root).expanduser().resolve())
