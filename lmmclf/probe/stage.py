@@ -1,0 +1,246 @@
+"""The ``probe`` stage: train (or apply) one classifier on cached embeddings, all seeds, one artifact.
+
+Methods (``--features``) are rows of a data table: the four linear probes of the paper's
+Table 2 (image, text, concat, mean) and two zero-shot baselines (CLIP prompts, LMM
+prototypes). Each writes :class:`~lmmclf.results.TrainingRun` records (zero-shot: one run,
+no epochs) so that ``eval`` treats them like the fine-tuning runs.
+
+Artifact (stage ``probe``)::
+
+    runs/...                 see lmmclf.results (trained heads under runs/<i>/weights)
+    attrs: features, class_names (JSON), num_features, train, val, test (item counts),
+           items_without_text, dropped_images, settings (JSON)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lmmclf.config import ExperimentConfig
+from lmmclf.console import console, progress
+from lmmclf.datasets.base import DatasetIndex
+from lmmclf.errors import LmmclfError
+from lmmclf.store import ArtifactStore, KeySpec
+
+STAGE = "probe"
+VERSION = 1
+TRAINED = ("image", "text", "concat", "mean")
+ZERO_SHOT = ("zeroshot", "prototype-zeroshot")
+ALL_FEATURES = TRAINED + ZERO_SHOT
+
+
+@dataclass
+class ProbeInputs:
+    """The keys a probe method reads (computed from the config, never looked up)."""
+
+    image: str
+    text: str | None = None
+    prototypes: str | None = None
+
+
+def _inputs(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str) -> ProbeInputs:
+    from lmmclf.embed.specs import image_embed_spec, text_embed_spec
+    from lmmclf.features import needs_text
+    from lmmclf.prototypes import prototypes_spec
+
+    inputs = ProbeInputs(image=image_embed_spec(cfg, dataset, store).key)
+    if features in TRAINED and needs_text(features):
+        inputs.text = text_embed_spec(cfg, dataset, store).key
+    if features == "prototype-zeroshot":
+        inputs.prototypes = prototypes_spec(cfg, dataset, store).key
+    return inputs
+
+
+def training_params(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The probe parameters that change a trained head's result (all of them go into the key)."""
+    p = cfg.probe
+    params = {
+        "epochs": p.epochs,
+        "lr": p.lr,
+        "optimizer": p.optimizer,
+        "weight_decay": p.weight_decay,
+        "batch_size": p.batch_size,
+        "normalize": p.normalize,
+        "val_fraction": p.val_fraction,
+        "seeds": list(p.seeds),
+    }
+    if p.optimizer == "sgd":
+        params["momentum"] = p.momentum
+    return params
+
+
+def probe_spec(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str | None = None) -> KeySpec:
+    """The key of probe method ``features`` (default ``cfg.probe.features``) under ``cfg``.
+
+    Args:
+        cfg: the experiment config.
+        dataset: the loaded dataset.
+        store: the artifact store.
+        features: one of :data:`ALL_FEATURES`.
+    """
+    features = features or cfg.probe.features
+    if features not in ALL_FEATURES:
+        raise LmmclfError(f"Unknown probe features '{features}' (known: {', '.join(ALL_FEATURES)}).")
+    inputs = {role: key for role, key in asdict(_inputs(cfg, dataset, store, features)).items() if key}
+    inputs = {f"embed-{k}" if k in ("image", "text") else k: v for k, v in inputs.items()}
+    model = None
+    if features in TRAINED:
+        params = {"features": features, **training_params(cfg)}
+    elif features == "zeroshot":
+        from lmmclf.embed.specs import clip_model_identity
+        from lmmclf.zeroshot import templates_from
+
+        params = {"features": features, "templates": list(templates_from(cfg.probe.zeroshot_templates))}
+        model = clip_model_identity(cfg, store)
+    else:
+        params = {"features": features}
+    return KeySpec(stage=STAGE, version=VERSION, dataset=dataset.identity(), model=model, params=params, inputs=inputs)
+
+
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified hold-out: ``(train rows, val rows)`` with ``fraction`` of each class held out.
+
+    Args:
+        labels: labels of the training rows.
+        fraction: share of each class held out (at least one image of a class with two or more).
+        seed: the hold-out draw.
+    """
+    if fraction <= 0:
+        return np.arange(len(labels)), np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        count = int(round(fraction * len(rows)))
+        count = min(max(count, 1 if len(rows) > 1 else 0), len(rows) - 1)
+        held.extend(rng.permutation(rows)[:count].tolist())
+    held_rows = np.sort(np.asarray(held, dtype=np.int64))
+    return np.setdiff1d(np.arange(len(labels)), held_rows), held_rows
+
+
+def _load_features(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str, inputs: ProbeInputs):
+    from lmmclf.embed.read import read_image_embeddings, read_text_embeddings
+    from lmmclf.embed.specs import IMAGE_STAGE, TEXT_STAGE
+    from lmmclf.features import build_features
+
+    hint = f"lmmclf embed {dataset.name}"
+    with store.open(IMAGE_STAGE, inputs.image, make_hint=hint) as handle:
+        images = read_image_embeddings(handle)
+    texts = None
+    if inputs.text:
+        with store.open(TEXT_STAGE, inputs.text, make_hint=hint) as handle:
+            texts = read_text_embeddings(handle, table=cfg.probe.normalize)
+    return build_features(features if features in TRAINED else "image", images, texts, normalize=cfg.probe.normalize if features in TRAINED else False)
+
+
+def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None]) -> tuple[list, dict]:
+    from lmmclf.clip import resolve_device
+    from lmmclf.probe.trainer import ProbeSettings, train_linear_probe
+    from lmmclf.results import TrainingRun
+
+    p = cfg.probe
+    settings = ProbeSettings(p.epochs, p.lr, p.optimizer, p.momentum, p.weight_decay, p.batch_size)
+    device = resolve_device(p.device)
+    train_rows, test_rows = data.subset("train"), data.subset("test")
+    if len(train_rows) == 0 or len(test_rows) == 0:
+        raise LmmclfError(f"The probe needs training and test images; the embeddings have {len(train_rows)} train and {len(test_rows)} test (check describe.split).")
+    runs, val_count = [], 0
+    for seed in p.seeds:
+        fit, val = validation_split(data.labels[train_rows], p.val_fraction, seed)
+        val_count = len(val)
+        fit_rows, val_rows = train_rows[fit], train_rows[val]
+        result = train_linear_probe(
+            data.features[fit_rows], data.labels[fit_rows], data.features[test_rows], data.labels[test_rows],
+            len(data.class_names), settings, seed, device,
+            x_val=data.features[val_rows] if len(val_rows) else None, y_val=data.labels[val_rows] if len(val_rows) else None,
+            on_epoch=lambda _: advance(1),
+        )
+        curves = {"val_acc": result.val_acc} if result.val_acc is not None else {}
+        selected = int(np.argmax(result.val_acc)) + 1 if result.val_acc is not None else None
+        runs.append(TrainingRun(
+            seed=seed, train_loss=result.train_loss, test_acc=result.test_acc,
+            test_ids=[data.ids[i] for i in test_rows], test_predictions=result.test_predictions,
+            test_labels=data.labels[test_rows], curves=curves,
+            weights={"weight": result.weight, "bias": result.bias}, selected_epoch=selected,
+        ))
+    counts = {"train": len(train_rows) - val_count, "val": val_count, "test": len(test_rows)}
+    return runs, {"settings": asdict(settings), "device": device, **counts}
+
+
+def _zero_shot_runs(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str, data) -> tuple[list, dict]:
+    from lmmclf.results import TrainingRun
+    from lmmclf.zeroshot import cosine_predict, prompt_classifier, templates_from
+
+    if features == "zeroshot":
+        from lmmclf.clip import load_clip
+        from lmmclf.embed.run import encode_settings
+
+        loaded = load_clip(cfg.embed.clip_model, cfg.embed.clip_pretrained, cfg.embed.device)
+        classifier = prompt_classifier(loaded, data.class_names, templates_from(cfg.probe.zeroshot_templates), encode_settings(cfg))
+    else:
+        from lmmclf.prototypes import load_prototypes
+
+        classifier, _ = load_prototypes(cfg, dataset, store)
+    test_rows = data.subset("test")
+    if len(test_rows) == 0:
+        raise LmmclfError("The embeddings hold no test images (check describe.split).")
+    predictions = cosine_predict(data.features[test_rows], classifier)
+    run = TrainingRun(
+        seed=0, train_loss=np.zeros(0), test_acc=np.zeros(0), test_ids=[data.ids[i] for i in test_rows],
+        test_predictions=predictions, test_labels=data.labels[test_rows], weights={"classifier": classifier},
+    )
+    return [run], {"train": 0, "val": 0, "test": len(test_rows)}
+
+
+def run_probe(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str | None = None, force: bool = False) -> Path:
+    """Make (or find) the probe artifact of method ``features``; returns its path.
+
+    Args:
+        cfg: the experiment config (its ``probe`` section; ``embed`` for the inputs' keys).
+        dataset: the loaded dataset.
+        store: the artifact store.
+        features: one of :data:`ALL_FEATURES` (default ``cfg.probe.features``).
+        force: recompute even if cached.
+
+    Raises:
+        MissingArtifactError: an input is missing (the message names the command that makes it).
+    """
+    from lmmclf.results import write_runs
+
+    features = features or cfg.probe.features
+    spec = probe_spec(cfg, dataset, store, features)
+    inputs = _inputs(cfg, dataset, store, features)
+    if not force and store.is_complete(STAGE, spec.key):
+        return store.path(STAGE, spec.key)
+    if features == "prototype-zeroshot":
+        store.open("prototypes", inputs.prototypes, make_hint=f"lmmclf prototypes {dataset.name}").close()
+    data = _load_features(cfg, dataset, store, features, inputs)
+
+    def compute(handle) -> int:
+        if features in TRAINED:
+            with progress() as bar:
+                task = bar.add_task(f"probe {features}", total=cfg.probe.epochs * len(cfg.probe.seeds))
+                runs, info = _train_runs(cfg, data, lambda n: bar.advance(task, n))
+        else:
+            runs, info = _zero_shot_runs(cfg, dataset, store, features, data)
+        write_runs(handle, runs)
+        handle.attrs["features"] = features
+        handle.attrs["class_names"] = json.dumps(data.class_names)
+        handle.attrs["num_features"] = int(data.features.shape[1])
+        handle.attrs["items_without_text"] = int(data.without_text)
+        handle.attrs["dropped_images"] = len(data.dropped)
+        for name in ("train", "val", "test"):
+            handle.attrs[name] = int(info[name])
+        handle.attrs["settings"] = json.dumps({k: v for k, v in info.items() if k not in ("train", "val", "test")})
+        return len(runs)
+
+    if data.without_text:
+        console.print(f"[yellow]{data.without_text} images have no valid description[/]: their text features are zero.")
+    if data.dropped:
+        console.print(f"[yellow]{len(data.dropped)} images could not be read[/] and are left out (e.g. {data.dropped[0]}).")
+    return store.ensure(spec, compute, force=force)
