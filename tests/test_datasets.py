@@ -222,6 +222,12 @@ def test_corrupt_image_is_skipped_and_reported(tmp_path, store, capsys):
     assert all("cannot decode image" in s.reason for s in index.skipped)
     err = capsys.readouterr().err
     assert "Skipped 2 unusable file(s)" in err and "b_broken.png" in err
+    from lmmclf.cli.app import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["datasets", "add", "mine", "--root", str(root), "--type", "imagefolder"])
+    result = CliRunner().invoke(app, ["datasets", "check", "mine", "--json"])
+    assert result.exit_code == 1 and len(json.loads(result.stdout)["skipped"]) == 2
     # the verdict is remembered: the second load does not decode the broken file again
     import lmmclf.datasets.fingerprint as fp
 

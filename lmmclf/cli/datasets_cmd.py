@@ -80,6 +80,30 @@ def info(
     _print_summary(summary, classes)
 
 
+@app.command("check")
+@reports_user_errors
+def check(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="A registered dataset; default: the config's dataset.name.")] = None,
+    split: SplitOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify every file (decoding what changed since the last check); exit 1 if any file is unusable."""
+    from lmmclf.datasets import load_dataset
+
+    cfg, store = load(ctx, name)
+    index = load_dataset(cfg.override("dataset", split=split), store)
+    skipped = [{"source": s.source, "reason": s.reason} for s in index.skipped]
+    if json_out:
+        print_json({"name": index.name, "items": len(index.items), "skipped": skipped})
+    else:
+        for entry in skipped:
+            console.print(f"  unusable {entry['source']}: {entry['reason']}", soft_wrap=True)
+        console.print(f"{index.name}: {len(index.items)} usable files, {len(skipped)} unusable.")
+    if skipped:
+        raise typer.Exit(1)
+
+
 def summarize(index) -> dict:
     """What ``datasets info`` reports, as plain data."""
     per_class = [{"class": name, "train": 0, "test": 0} for name in index.class_names]
