@@ -37,7 +37,7 @@ class DatasetSection:
 
 @dataclass
 class DescribeSection:
-    backend: Literal["hf", "openai"] = "hf"
+    backend: str = "hf"  # a name in lmmclf.describe.BACKENDS (hf, openai); a table, so plugins can add backends
     model: str = "llava-hf/llava-1.5-13b-hf"  # LLaVA-1.5 on Vicuna-13B v1.5
     revision: Optional[str] = None  # hub revision; pin a commit for exact reproducibility
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: float16 on GPU, float32 on CPU
