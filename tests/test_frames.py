@@ -58,7 +58,7 @@ def test_frames_are_extracted_once_and_equal_the_middle_frame(tmp_path, store, m
     first = load_dataset(cfg, store)
     assert len(calls) == 9
     cached = sorted(frames_dir(store.root).glob("*.png"))
-    assert len(cached) == 9 and not list(frames_dir(store.root).glob(".*"))  # no temp files left
+    assert len(cached) == 9 and not list(frames_dir(store.root).glob("*.partial.*"))  # no temp files left
     mtimes = {p: p.stat().st_mtime_ns for p in cached}
     for item in first.items:
         video = root / "UCF-101" / (item.id + ".avi")

@@ -112,7 +112,8 @@ def extract_many(videos: list[str], cache_root: str, frame_format: str) -> list[
 def write_atomic(image, target: Path, frame_format: str) -> None:
     """Save ``image`` to a unique temp file beside ``target``, then ``os.replace`` it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    # "<sha>.partial.*" is the store's in-progress pattern, so `lmmclf cache gc` finds leftovers.
+    temp = target.with_name(f"{target.stem}.partial.{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         options = {"quality": JPEG_QUALITY} if frame_format == "jpg" else {}
         image.save(temp, format=_PIL_FORMAT[frame_format], **options)
