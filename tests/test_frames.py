@@ -130,3 +130,17 @@ def test_corrupt_video_is_skipped_reported_and_remembered(tmp_path, store, monke
     write_video(bad, video_frames(2, 3, 5, (32, 24), np.random.default_rng(1)))
     fixed = load_dataset(cfg, store)
     assert calls == [str(bad)] and not fixed.skipped and fixed.counts()["train"] == 12
+
+
+def test_failed_frame_write_leaves_nothing(tmp_path):
+    from lmmclf.datasets.frames import write_atomic
+
+    class Exploding:
+        def save(self, path, format, **options):
+            Path(path).write_bytes(b"half a frame")
+            raise OSError("disk full")
+
+    target = tmp_path / "frames" / ("0" * 64 + ".png")
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(Exploding(), target, "png")
+    assert list(target.parent.iterdir()) == []
