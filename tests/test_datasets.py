@@ -254,6 +254,9 @@ def test_unknown_name_and_empty_split(tmp_path, store):
     (root / "test" / "a").mkdir(parents=True)
     with pytest.raises(DatasetError, match=r"the test split is empty"):
         load_dataset(cfg_for("x", root, type="imagefolder"), store)
+    write_corrupt_image(root / "test" / "a" / "broken.png")
+    with pytest.raises(DatasetError, match=r"no usable test file \(1 unreadable; `lmmclf datasets check x`"):
+        load_dataset(cfg_for("x", root, type="imagefolder"), store)
 
 
 # -- registry and CLI --------------------------------------------------------------------------

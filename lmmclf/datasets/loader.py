@@ -68,6 +68,12 @@ def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True) -> Da
     finally:
         memo.close()
     resolved.sort(key=lambda r: (r.source.label, r.source.id))
+    for split in SPLITS:
+        if not any(r.source.split == split for r in resolved):
+            raise DatasetError(
+                f"{entry.root}: no usable {split} file ({len(skipped)} unreadable; "
+                f"`lmmclf datasets check {entry.name}` lists them)."
+            )
     options = dict(scan.options)
     if videos:
         options["frame_format"] = section.frame_format
