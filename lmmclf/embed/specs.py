@@ -37,10 +37,9 @@ def covered_items(cfg: ExperimentConfig, dataset: DatasetIndex) -> list[Item]:
         cfg: the experiment config.
         dataset: the loaded dataset.
     """
-    items = dataset.split(cfg.describe.split)
-    if cfg.describe.limit is not None:
-        items = items[: cfg.describe.limit]
-    return items
+    from lmmclf.describe.artifact import select_items
+
+    return select_items(dataset, cfg.describe.split, cfg.describe.limit)
 
 
 def coverage_params(cfg: ExperimentConfig, dataset: DatasetIndex) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""``lmmclf eval``: the results table, files, accuracy plot and paired comparison, from the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.options import DatasetArg, JsonOpt
+from lmmclf.console import console
+
+
+@reports_user_errors
+def evaluate(
+    ctx: typer.Context,
+    dataset: DatasetArg = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="image | text | concat | mean | zeroshot | prototype-zeroshot | finetune | lmm-reg | all (repeat or comma-separate; default: eval.methods).")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="Two methods A,B: accuracy difference with a bootstrap CI and McNemar's test on the same test images.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where results.json/.csv/.md and accuracy.png go (default: eval.out_dir).")] = None,
+    compute_missing: Annotated[bool, typer.Option("--compute-missing", help="Run the stages whose artifacts are missing instead of naming their commands.")] = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write accuracy.png, test accuracy per epoch (needs matplotlib).")] = True,
+    bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for --compare (default 2000).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compose the cached results of the methods into a table like the paper's Table 2, files and a plot.
+
+    Keys are computed from the config, so `eval` shows exactly what the other commands made with it.
+    With `--method all`, methods not computed yet are listed with the command that makes them.
+    """
+    from lmmclf.datasets import load_dataset
+    from lmmclf.evaluation.report import evaluate as build
+    from lmmclf.evaluation.tables import comparison_sentence, rich_table, write_files
+
+    cfg, store = load(ctx, dataset)
+    require_dataset(cfg)
+    cfg = cfg.override("eval", bootstrap=bootstrap)
+    names = method or cfg.eval.methods
+    pair = [p.strip() for p in compare.split(",") if p.strip()] if compare else cfg.eval.compare
+    index = load_dataset(cfg, store, show_progress=not console.quiet)
+    document, missing = build(cfg, index, store, names, pair, compute_missing)
+    title = f"{index.name}: test accuracy"
+    target = Path(out_dir or cfg.eval.out_dir)
+    files = write_files(target, document, title)
+    if plot:
+        from lmmclf.errors import LmmclfError
+        from lmmclf.evaluation.plots import plot_curves
+
+        try:
+            png = plot_curves(document["methods"], target / "accuracy.png", title)
+            if png:
+                files.append(png)
+        except LmmclfError as exc:
+            console.print(f"[yellow]{exc}[/]")
+    document["files"] = [str(path) for path in files]
+    if as_json:
+        print_json(document)
+        return
+    console.print(rich_table(document["methods"], title, [(m.method.name, m.command) for m in missing]))
+    if "comparison" in document:
+        console.print(comparison_sentence(document["comparison"]))
+    console.print(f"[dim]Wrote {', '.join(str(path) for path in files)}[/]")

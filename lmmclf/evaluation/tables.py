@@ -1,0 +1,85 @@
+"""The results table (like the paper's Table 2) as Rich, CSV, Markdown and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("method", "label", "test_acc", "mean", "std", "seeds", "best_acc_mean", "epochs", "test_items")
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flat rows (accuracies in %, the headline = mean final accuracy over seeds)."""
+    out = []
+    for s in summaries:
+        out.append({
+            "method": s["method"], "label": s["label"], "test_acc": _pct(s["mean"]), "mean": _pct(s["mean"]),
+            "std": _pct(s["std"]) if len(s["seeds"]) > 1 else "", "seeds": " ".join(map(str, s["seeds"])),
+            "best_acc_mean": _pct(s["best_acc_mean"]) if s["epochs"] else "", "epochs": s["epochs"], "test_items": s["test_items"],
+        })
+    return out
+
+
+def to_csv(summaries: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows(summaries))
+    return buffer.getvalue()
+
+
+def _accuracy_cell(row: dict[str, Any]) -> str:
+    return f"{row['mean']} ± {row['std']}" if row["std"] else row["mean"]
+
+
+def to_markdown(summaries: list[dict[str, Any]], title: str, comparison: dict | None = None) -> str:
+    lines = [f"## {title}", "", "| Method | Test accuracy (%) | Seeds | Best epoch acc. (optimistic) |", "|---|---:|---:|---:|"]
+    for row in rows(summaries):
+        lines.append(f"| {row['label']} | {_accuracy_cell(row)} | {len(row['seeds'].split())} | {row['best_acc_mean'] or '-'} |")
+    lines += ["", "Test accuracy is after the last epoch (mean ± sample std over seeds). The best-epoch column picks the epoch on the test set and is optimistic."]
+    if comparison:
+        lines += ["", comparison_sentence(comparison)]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_sentence(c: dict) -> str:
+    stat = f", statistic {c['statistic']:.3f}" if c.get("statistic") is not None else ""
+    return (
+        f"{c['a']} vs {c['b']} on {c['items']} paired test images (seeds {c['seeds'][0]}/{c['seeds'][1]}): "
+        f"{100 * c['difference']:+.2f} points, {100 * c['confidence']:.0f}% bootstrap CI "
+        f"[{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]; McNemar ({c['test']}{stat}): "
+        f"{c['a_only']} images only {c['a']} gets right, {c['b_only']} only {c['b']}, p = {c['p_value']:.4g}."
+    )
+
+
+def rich_table(summaries: list[dict[str, Any]], title: str, missing: list[tuple[str, str]] = ()):
+    """A Rich table for the console; missing methods are listed with the command that makes them."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("Method")
+    table.add_column("Test accuracy (%)", justify="right")
+    table.add_column("Seeds", justify="right")
+    table.add_column("Best epoch (optimistic)", justify="right")
+    for row in rows(summaries):
+        table.add_row(row["label"], _accuracy_cell(row), str(len(row["seeds"].split())), row["best_acc_mean"] or "-")
+    for name, command in missing:
+        table.add_row(f"[dim]{name}[/]", "[dim]not cached[/]", "", f"[dim]{command}[/]")
+    return table
+
+
+def write_files(out_dir: Path, document: dict[str, Any], title: str) -> list[Path]:
+    """Write results.json, results.csv and results.md into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "results.json", out_dir / "results.csv", out_dir / "results.md"]
+    paths[0].write_text(json.dumps(document, indent=2, default=str) + "\n")
+    paths[1].write_text(to_csv(document["methods"]))
+    paths[2].write_text(to_markdown(document["methods"], title, document.get("comparison")))
+    return paths
