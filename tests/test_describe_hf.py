@@ -13,6 +13,17 @@ from lmmclf.testing.tiny_lmm import LLAVA_15_13B_CONFIG, make_tiny_instructblip,
 GiB = 1 << 30
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and do not collapse when other tests load the CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-lmms")
@@ -139,3 +150,24 @@ def test_quantization_needs_a_gpu_and_bitsandbytes(models):
 def test_missing_model_is_one_clear_error(tmp_path):
     with pytest.raises(LmmclfError, match="Cannot load describe.model"):
         _backend(tmp_path / "no-such-model")
+
+
+def test_full_size_benchmark_path_runs_on_cpu_with_a_shrunken_config(capsys):
+    """The GPU benchmark's model construction, inputs, timing and bound, on a shrunken LLaVA-1.5-13B config."""
+    import copy
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "bench" / "bench_describe.py"
+    spec = importlib.util.spec_from_file_location("bench_describe", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = copy.deepcopy(LLAVA_15_13B_CONFIG)
+    config["vision_config"].update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                   image_size=28, patch_size=14)
+    config["text_config"].update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=4, vocab_size=32064)
+    config["image_seq_length"] = 4
+    results = bench.full_size_benchmark(config, batch=2, new_tokens=4, bandwidth=1e11, device="cpu", four_bit=False)
+    assert results["fp16_images_per_s"] > 0
+    assert "weights-only bound" in capsys.readouterr().out
