@@ -42,7 +42,7 @@ class DescribeSection:
     revision: Optional[str] = None  # hub revision; pin a commit for exact reproducibility
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"  # auto: float16 on GPU, float32 on CPU
     quantize: Literal["none", "8bit", "4bit", "auto"] = "auto"  # auto: from the GPU's free memory
-    device: str = "auto"
+    device: str = "auto"  # auto: cuda (all visible GPUs) if present, else cpu
     batch_size: int = 0  # 0 = pick from free memory
     prompt: Optional[str] = None  # free text; overrides prompt_preset
     prompt_preset: str = "paper"  # a named prompt (see `lmmclf describe --help`)
@@ -50,9 +50,9 @@ class DescribeSection:
     max_new_tokens: int = 300  # MiniGPT-4's default
     repetition_penalty: float = 1.05  # MiniGPT-4's default
     sample: bool = False  # greedy by default: reproducible and cacheable
-    temperature: float = 1.0
-    top_p: float = 0.9
-    seed: int = 0
+    temperature: float = 1.0  # with sample only: MiniGPT-4's value
+    top_p: float = 0.9  # with sample only: MiniGPT-4's value
+    seed: int = 0  # with sample only; re-seeded per batch
     split: Literal["train", "test", "all"] = "all"
     limit: Optional[int] = None  # describe only the first N images (for trying things out)
     base_url: Optional[str] = None  # openai backend: the server's /v1 URL
