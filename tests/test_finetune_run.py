@@ -194,3 +194,24 @@ def test_cli_names_the_missing_prototypes(image_root, tiny_clip, runner, store):
     assert "lmmclf prototypes toy" in result.stderr
     bad = runner.invoke(app, ["-c", str(config), "finetune", "--optimizer", "lion"])
     assert bad.exit_code == 1 and "finetune.optimizer" in bad.stderr
+
+
+def test_eval_shows_both_finetune_rows(experiment, runner, store, tmp_path):
+    from lmmclf.cli.app import app
+    from lmmclf.finetune import run_finetune
+
+    cfg, _ = experiment
+    config = tmp_path / "exp.yaml"
+    config.write_text(cfg.to_yaml())
+    base = run_finetune(cfg.override("finetune", alpha=0.0), store, show_progress=False)[0]
+    partial = runner.invoke(app, ["-c", str(config), "eval", "--method", "all", "--no-plot", "--out-dir", str(tmp_path / "r0")])
+    assert partial.exit_code == 0, partial.output
+    assert "Finetuning w/o Reg." in partial.stderr and "lmmclf finetune toy" in partial.stderr  # lmm-reg: its command
+    reg = run_finetune(cfg, store, show_progress=False)[0]
+    result = runner.invoke(app, ["-c", str(config), "eval", "--method", "finetune,lmm-reg", "--json", "--no-plot",
+                                 "--out-dir", str(tmp_path / "r1")])
+    assert result.exit_code == 0, result.output
+    rows = {row["method"]: row for row in json.loads(result.stdout)["methods"]}
+    assert rows["finetune"]["label"] == "Finetuning w/o Reg." and rows["finetune"]["keys"] == [base.key]
+    assert rows["lmm-reg"]["label"] == "LMM-Reg.-CLIP" and rows["lmm-reg"]["keys"] == [reg.key]
+    assert rows["lmm-reg"]["final_acc"] == [reg.run.final_acc] and rows["lmm-reg"]["alpha"] == cfg.finetune.alpha

@@ -221,6 +221,9 @@ class Session:
         write_runs(handle, [run])
         handle.create_dataset("prototypes", data=self.prototypes.cpu().numpy())
         handle.attrs.update({
+            "alpha": self.settings.alpha,
+            "train": len(self.dataset.split("train")),
+            "test": len(self.dataset.split("test")),
             "class_names": json.dumps(self.dataset.class_names),
             "weights_file": weights.name,
             "weights_sha256": _sha256(weights),
