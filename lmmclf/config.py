@@ -97,20 +97,20 @@ class FinetuneSection:
     epochs: int = 100  # paper 2
     batch_size: int = 64  # paper 2
     lr: float = 1e-4  # paper 2
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    schedule: Literal["constant", "cosine"] = "constant"
-    reg_reduction: Literal["mean", "sum"] = "mean"  # squared distance averaged over the batch (see docs)
-    unlocked_blocks: int = 1  # trailing transformer blocks trained, plus the final norm and projection
-    trunk_cache: bool = True  # cache the frozen blocks' output once; train only the tail
-    trunk_dtype: Literal["float16", "float32"] = "float16"
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16 on GPUs that have it
-    grad_checkpointing: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # paper silent; lr 1e-4 is an Adam-scale rate (SGD would barely move)
+    weight_decay: float = 0.0  # paper mentions none
+    momentum: float = 0.9  # sgd only (not in the key otherwise)
+    schedule: Literal["constant", "cosine"] = "constant"  # paper mentions no schedule
+    reg_reduction: Literal["mean", "sum"] = "mean"  # mean over the batch: alpha's weight does not change with batch size (docs/finetune.md)
+    unlocked_blocks: int = 1  # paper: "the output of the image encoder"; the last block plus ln_post and proj
+    trunk_cache: bool = True  # the frozen blocks' output is computed once; epochs run only the tail (same result)
+    trunk_dtype: Literal["float16", "float32"] = "float16"  # half the disk and memory; rounding far below training noise
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16 on GPUs that have it, else fp16 + grad scaler; fp32 on CPU
+    grad_checkpointing: bool = False  # recompute tail activations in backward: for many unlocked blocks on small GPUs
     augment: bool = False  # no augmentation in the paper; augmentation disables the trunk cache
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0])  # one run (and artifact) per seed; eval reports mean and std
     device: str = "auto"
-    num_workers: int = 2
+    num_workers: int = 2  # DataLoader workers decoding images (trunk cache build, --no-trunk-cache)
 
 
 @dataclass
