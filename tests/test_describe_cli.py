@@ -129,3 +129,35 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_artifact(runner, pets, tmp_p
     for name in LAYOUT:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert ArtifactStore(fresh).is_complete("describe", summary["key"])
+
+
+def test_ctrl_c_exits_at_once_with_130_and_says_how_to_resume(pets, tmp_path, store, isolated_user_dirs):
+    """SIGINT while requests hang: finished answers are journaled, the process exits without waiting for them."""
+    import hashlib
+
+    items = load_dataset(ExperimentConfig().override("dataset", name="pets"), store, show_progress=False).items
+    hanging = {hashlib.sha256(item.path.read_bytes()).hexdigest(): ["timeout"] for item in items[3:]}
+    config = tmp_path / "exp.yaml"
+    config.write_text("describe:\n  timeout: 60\n  concurrency: 2\n")
+    with FakeOpenAIServer(per_image=hanging, slow_seconds=30) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lmmclf", "-c", str(config), "describe", "pets", "--backend", "openai",
+             "--base-url", server.url, "--model", "m"],
+            env={**os.environ, "LMMCLF_NO_PROGRESS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(server.requests) < 5:  # 3 answered, 2 hanging
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        try:
+            _, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert time.monotonic() - start < 10  # did not wait for the 30 s requests in flight
+    assert "run the same command again" in err.decode()
+    journal = list((isolated_user_dirs["cache"] / "describe").glob("*.partial.main.jsonl"))[0]
+    assert sorted(r["id"] for r in Journal(journal).read()) == sorted(item.id for item in items[:3])

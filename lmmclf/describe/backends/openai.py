@@ -18,9 +18,10 @@ import base64
 import io
 import json
 import os
+import queue
 import random
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Iterable, Iterator
 
 from lmmclf.describe.backends.base import Answer, Backend, Job
@@ -98,7 +99,7 @@ class OpenAIBackend(Backend):
             timeout=httpx.Timeout(section.timeout),
             limits=httpx.Limits(max_connections=section.concurrency, max_keepalive_connections=section.concurrency),
         )
-        self._pool = ThreadPoolExecutor(max_workers=section.concurrency, thread_name_prefix="describe-openai")
+        self._pool = _DaemonPool(section.concurrency)
         self._stop = threading.Event()
 
     @property
@@ -134,7 +135,7 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         self._client.close()
 
     # -- one image ---------------------------------------------------------------------
@@ -204,6 +205,40 @@ class OpenAIBackend(Backend):
     def _scrub(self, text: str) -> str:
         """Remove the API key from a message, whatever the server echoed back."""
         return text.replace(self._secret, "***") if self._secret else text
+
+
+class _DaemonPool:
+    """A fixed pool of daemon worker threads returning futures.
+
+    Unlike ``ThreadPoolExecutor`` (whose workers the interpreter joins at exit), a Ctrl-C
+    never waits here for requests still in flight: they are abandoned, and their images,
+    not yet journaled, are simply described again by the next run.
+    """
+
+    def __init__(self, workers: int):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"describe-openai-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (task := self._queue.get()) is not None:
+            future, fn, args = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 def _retry_after(response) -> float | None:
