@@ -212,3 +212,36 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
     assert not torch.equal(epoch_order(50, 3, 4), epoch_order(50, 3, 5))
     assert not torch.equal(epoch_order(50, 3, 4), epoch_order(50, 4, 4))
     assert sorted(epoch_order(50, 0, 0).tolist()) == list(range(50))
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_clip, dataset, store, tmp_path):
+    plain = Rig(tiny_clip, dataset, store, unlocked=3).trainer(tmp_path / "a.pt", alpha=0.05).fit()
+    rig = Rig(tiny_clip, dataset, store, unlocked=3)
+    rig.model.tail.grad_checkpointing = True
+    checkpointed = rig.trainer(tmp_path / "b.pt", alpha=0.05).fit()
+    assert checkpointed.curves["train_loss"] == pytest.approx(plain.curves["train_loss"], rel=1e-5)
+    assert checkpointed.test_predictions == plain.test_predictions
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32(tiny_clip, dataset, store, tmp_path, precision):
+    full = Rig(tiny_clip, dataset, store).trainer(tmp_path / "a.pt", alpha=0.05, epochs=1).fit()
+    mixed_trainer = Rig(tiny_clip, dataset, store).trainer(tmp_path / "b.pt", alpha=0.05, epochs=1, precision=precision)
+    assert mixed_trainer.scaler.is_enabled() == (precision == "fp16")  # a grad scaler for fp16 only
+    mixed = mixed_trainer.fit()
+    assert mixed.curves["ce_loss"] == pytest.approx(full.curves["ce_loss"], rel=5e-2)
+    assert mixed.curves["reg_loss"] == pytest.approx(full.curves["reg_loss"], rel=5e-2)
+
+
+def test_first_ctrl_c_requests_a_stop_and_the_second_interrupts():
+    import signal
+
+    from lmmclf.finetune.run import _stop_on_ctrl_c
+
+    with _stop_on_ctrl_c(None) as stop:
+        assert not stop()
+        signal.raise_signal(signal.SIGINT)
+        assert stop()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -21,7 +21,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class CachedTokens:
-    """Trunk outputs kept in host memory; each batch is gathered and moved to the device.
+    """Trunk outputs on the GPU when they fit in half its free memory, else in host memory;
+    each batch is gathered from them and moved to the device.
 
     Args:
         train_tokens: ``(N_train, L, W)`` trunk outputs of the training images (any float dtype).
@@ -35,9 +36,11 @@ class CachedTokens:
         self.train_tokens, self.train_labels = train_tokens, train_labels
         self.test_tokens, self.test_labels = test_tokens, test_labels
         self.device = device
-        if device.type == "cuda":
-            # Pinned host memory lets the copy overlap with the previous batch's compute.
-            self.train_tokens, self.test_tokens = self.train_tokens.pin_memory(), self.test_tokens.pin_memory()
+        self.placement = placement(self.train_tokens.nbytes + self.test_tokens.nbytes, device)
+        if self.placement == "device":
+            # Fits comfortably: one copy now, then every batch is a gather on the GPU.
+            self.train_tokens, self.test_tokens = self.train_tokens.to(device), self.test_tokens.to(device)
+            self.train_labels, self.test_labels = self.train_labels.to(device), self.test_labels.to(device)
 
     @property
     def num_train(self) -> int:
@@ -45,7 +48,7 @@ class CachedTokens:
 
     def train_batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
         for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
+            index = order[start : start + batch_size].to(self.train_labels.device)
             yield self._move(self.train_tokens[index]), self.train_labels[index].to(self.device)
 
     def test_batches(self, batch_size: int) -> Iterator[Batch]:
@@ -56,6 +59,14 @@ class CachedTokens:
     def _move(self, tokens: torch.Tensor) -> torch.Tensor:
         # float32 in: autocast (if any) picks each op's precision, as in the full forward.
         return tokens.to(self.device, non_blocking=True).float()
+
+
+def placement(nbytes: int, device: torch.device) -> str:
+    """``device`` if the cache takes under half of the GPU's free memory, else ``host``."""
+    if device.type != "cuda":
+        return "host"
+    free, _ = torch.cuda.mem_get_info(device)
+    return "device" if nbytes < free // 2 else "host"
 
 
 class ImageFiles(torch.utils.data.Dataset):
