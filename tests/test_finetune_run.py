@@ -17,6 +17,17 @@ from lmmclf.config import ExperimentConfig
 from lmmclf.store import ArtifactStore
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core runner they only spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     from lmmclf.testing.tiny_clip import make_tiny_clip
@@ -215,3 +226,28 @@ def test_eval_shows_both_finetune_rows(experiment, runner, store, tmp_path):
     assert rows["finetune"]["label"] == "Finetuning w/o Reg." and rows["finetune"]["keys"] == [base.key]
     assert rows["lmm-reg"]["label"] == "LMM-Reg.-CLIP" and rows["lmm-reg"]["keys"] == [reg.key]
     assert rows["lmm-reg"]["final_acc"] == [reg.run.final_acc] and rows["lmm-reg"]["alpha"] == cfg.finetune.alpha
+
+
+def test_each_seed_starts_from_clip_whatever_ran_before(experiment, store, tmp_path):
+    from lmmclf.finetune import run_finetune
+
+    cfg, _ = experiment
+    together = run_finetune(cfg.override("finetune", seeds=[0, 1]), store, show_progress=False)
+    alone_store = ArtifactStore(tmp_path / "alone")
+    make_prototypes_for(cfg, alone_store)
+    alone = run_finetune(cfg.override("finetune", seeds=[1]), alone_store, show_progress=False)[0]
+    assert together[1].key == alone.key
+    assert together[1].run.curves["ce_loss"].tolist() == alone.run.curves["ce_loss"].tolist()
+    assert together[0].run.curves["ce_loss"].tolist() != alone.run.curves["ce_loss"].tolist()
+
+
+def test_augmentation_trains_without_the_trunk_cache(experiment, store):
+    from lmmclf.finetune import finetune_spec, run_finetune
+
+    cfg, dataset = experiment
+    cfg = cfg.override("finetune", augment=True, epochs=1)
+    assert finetune_spec(cfg, dataset, store).params["trunk_cache"] is False
+    outcome = run_finetune(cfg, store, show_progress=False)[0]
+    with store.open("finetune", outcome.key) as handle:
+        assert handle.attrs["trunk_key"] == ""
+    assert not any(info.stage == "trunk" for info in store.list())

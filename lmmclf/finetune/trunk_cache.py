@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lmmclf.console import console, progress
-from lmmclf.errors import CorruptArtifactError
+from lmmclf.errors import CorruptArtifactError, DatasetError
 from lmmclf.store import ArtifactStore, KeySpec
 
 STAGE = "trunk"
@@ -101,6 +101,8 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
                 tokens[row : row + len(out)] = out
                 row += len(out)
                 bar.advance(task, len(out))
+        if tokens is None:
+            raise DatasetError(f"Dataset '{dataset.name}' has no images to fine-tune on.")
         handle.attrs["tokens_shape"] = list(tokens.shape)
         return len(items)
 
@@ -135,8 +137,16 @@ def _announce(shape: tuple, dtype: str, show: bool) -> None:
     per_image = bytes_per_image(shape[1], shape[2], dtype)
     console.print(
         f"Trunk cache: {shape[0]} images x {shape[1]} tokens x {shape[2]} width in {dtype} "
-        f"= {per_image / 1e3:.0f} KB per image, {per_image * shape[0] / 1e9:.2f} GB on disk and in memory."
+        f"= {_size(per_image)} per image, {_size(per_image * shape[0])} on disk and in memory."
     )
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"
 
 
 def _str_dtype():
