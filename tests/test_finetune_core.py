@@ -256,3 +256,18 @@ def test_first_ctrl_c_requests_a_stop_and_the_second_interrupts():
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_trunk_mode_and_parameters_never_reach_the_tail(tiny_clip):
+    from lmmclf.clip import load_clip
+    from lmmclf.finetune.tail import split_tower
+
+    model = load_clip(tiny_clip, None, "cpu").model
+    trunk, tail, _ = split_tower(model, 2)
+    tail.train()
+    trunk.eval()
+    trunk.train()
+    assert all(module.training for module in tail.modules())
+    assert not any(module.training for module in trunk.modules())
+    tail_ids = {id(p) for p in tail.parameters()}
+    assert not any(id(p) in tail_ids for p in trunk.parameters())

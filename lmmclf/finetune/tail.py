@@ -88,16 +88,24 @@ class FrozenTrunk(nn.Module):
 
     def __init__(self, visual: nn.Module, frozen_blocks: int):
         super().__init__()
-        self.visual = visual
+        # The tower itself is held outside the module tree (in a list): registering it would
+        # make trunk.eval() / trunk.parameters() reach the tail's blocks too.
+        self._tower = [visual]
+        self.stem = nn.ModuleList([visual.conv1, visual.patch_dropout, visual.ln_pre])
+        self.blocks = nn.ModuleList(list(visual.transformer.resblocks)[:frozen_blocks])
         self.frozen_blocks = frozen_blocks
         self.batch_first = getattr(visual.transformer, "batch_first", True)
 
+    @property
+    def visual(self) -> nn.Module:
+        return self._tower[0]
+
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.visual._embeds(images)
+        x = self.visual._embeds(images)  # patch embedding, class and position embeddings, ln_pre
         if not self.batch_first:
             x = x.transpose(0, 1)
-        for block in self.visual.transformer.resblocks[: self.frozen_blocks]:
+        for block in self.blocks:
             x = block(x)
         if not self.batch_first:
             x = x.transpose(0, 1)
