@@ -63,21 +63,9 @@ def main_options(
 
 def _register() -> None:
     for module_name, attribute, name in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a command not built yet
-        app.command(name)(getattr(module, attribute))
+        app.command(name)(getattr(importlib.import_module(module_name), attribute))
     for module_name, attribute, name in GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        app.add_typer(getattr(module, attribute), name=name)
+        app.add_typer(getattr(importlib.import_module(module_name), attribute), name=name)
 
 
 _register()
