@@ -24,6 +24,9 @@ from pathlib import Path
 
 def build_dataset(root: Path, n_train: int, n_test: int, classes: int, size: int):
     """Images on disk in an image folder, loaded through the real dataset loader."""
+    import os
+
+    os.environ["LMMCLF_CONFIG_DIR"] = str(root / "user-config")  # never touch the user's dataset registry
     from lmmclf.config import ExperimentConfig
     from lmmclf.datasets import load_dataset
     from lmmclf.store import ArtifactStore
@@ -152,7 +155,7 @@ def vit_l(args) -> dict:
     precision = "bf16" if device.type == "cuda" else resolve_precision("auto", device)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        dataset, store = build_dataset(work, args.train, args.test, classes=8, size=256)
+        dataset, store = build_dataset(work, args.train, args.test, classes=8, size=224)
         model, _, preprocess = open_clip.create_model_and_transforms("ViT-L-14-quickgelu", pretrained=None)
         identity = {"clip": "ViT-L-14-quickgelu", "pretrained": None, "random_init": True}
         result = compare(model, preprocess, identity, dataset, store, device, precision, args.unlocked_blocks,
