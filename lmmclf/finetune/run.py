@@ -10,6 +10,7 @@ forward), train (resuming from a checkpoint of the same key), then write the wei
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from contextlib import contextmanager
@@ -208,7 +209,8 @@ class Session:
             "params": json.dumps(spec.params, sort_keys=True),
         }
         weights = weights_path(self.store, spec.key)
-        _save_safetensors(result.state_dict, weights, metadata)
+        temp = self.store.partial_path(STAGE, spec.key, f"weights-{os.getpid()}.safetensors")  # gc removes strays
+        _save_safetensors(result.state_dict, temp, weights, metadata)
         run = TrainingRun(
             seed=result.seed,
             train_loss=np.asarray(result.curves["train_loss"]),
@@ -291,13 +293,10 @@ def load_finetuned(path: str | Path, device: str = "cpu"):
     return trunk.eval(), model.eval(), clip.preprocess, class_names
 
 
-def _save_safetensors(state: dict, path: Path, metadata: dict[str, str]) -> None:
-    import os
-    import uuid
-
+def _save_safetensors(state: dict, temp: Path, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``state`` to ``temp``, then move it to ``path`` (never a half-written weights file)."""
     from safetensors.torch import save_file
 
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         save_file(state, str(temp), metadata=metadata)
         os.replace(temp, path)
