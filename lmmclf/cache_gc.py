@@ -40,4 +40,14 @@ def plan_gc(store: ArtifactStore, older_than_days: float | None = None, max_size
                 break
             doomed.append((info.path, info.size, "over the size budget"))
             total -= info.size
-    return doomed
+    return _with_sidecars(store, doomed)
+
+
+def _with_sidecars(store: ArtifactStore, doomed: list[tuple[Path, int, str]]) -> list[tuple[Path, int, str]]:
+    """An artifact's sidecar files (fine-tuned weights) go with it; its listed size already counts them."""
+    out = []
+    for path, size, reason in doomed:
+        sides = store.sidecars(path) if path.suffix == ".h5" else []
+        out.append((path, size - sum(side.stat().st_size for side in sides), reason))
+        out.extend((side, side.stat().st_size, reason) for side in sides)
+    return out

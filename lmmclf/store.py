@@ -233,7 +233,8 @@ class ArtifactStore:
             except (OSError, ValueError):
                 pass
             stat = path.stat()
-            infos.append(ArtifactInfo(stage, key, path, stat.st_size, stat.st_mtime, spec, items, complete))
+            size = stat.st_size + sum(side.stat().st_size for side in self.sidecars(path))
+            infos.append(ArtifactInfo(stage, key, path, size, stat.st_mtime, spec, items, complete))
         infos.sort(key=lambda info: info.mtime, reverse=True)
         return infos
 
@@ -261,11 +262,19 @@ class ArtifactStore:
             out["datasets"] = {name: list(handle[name].shape) for name in _walk(handle)}
         return out
 
+    def sidecars(self, path: Path) -> list[Path]:
+        """Finished files that belong to an artifact, beside its HDF5 (e.g. ``<key>.safetensors`` weights)."""
+        key = path.stem
+        return [
+            other
+            for other in path.parent.glob(f"{key}.*")
+            if other != path and ".partial." not in other.name and ".tmp-" not in other.name and other.suffix != ".lock"
+        ]
+
     def remove(self, info: ArtifactInfo) -> None:
-        """Delete one artifact and any in-progress files of the same key."""
-        info.path.unlink(missing_ok=True)
-        for leftover in info.path.parent.glob(f"{info.key}.partial.*"):
-            _remove_path(leftover)
+        """Delete one artifact, its sidecar files and any in-progress files of the same key."""
+        for path in [info.path, *self.sidecars(info.path), *info.path.parent.glob(f"{info.key}.partial.*")]:
+            _remove_path(path)
 
     def leftovers(self) -> list[Path]:
         """Temp files, in-progress files and lock files (what ``cache gc`` may delete)."""

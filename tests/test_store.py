@@ -183,6 +183,20 @@ def test_remove_and_gc(store):
     assert store.list() == []
 
 
+def test_sidecar_files_are_counted_and_removed_with_their_artifact(store):
+    spec = _spec()
+    path = store.ensure(spec, _fill(np.arange(10)))
+    weights = path.with_suffix(".safetensors")
+    weights.write_bytes(b"w" * 5000)
+    info = store.find(spec.key)
+    assert info.size >= 5000 + path.stat().st_size
+    from lmmclf.cache_gc import plan_gc
+
+    assert {path.name, weights.name} <= {p.name for p, _, _ in plan_gc(store, max_size_bytes=0)}
+    store.remove(info)
+    assert not weights.exists() and not path.exists()
+
+
 def test_default_root_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LMMCLF_CACHE", str(tmp_path / "elsewhere"))
     assert ArtifactStore().root == tmp_path / "elsewhere"
