@@ -35,3 +35,23 @@ def store(isolated_user_dirs):
     from lmmclf.store import ArtifactStore
 
     return ArtifactStore(isolated_user_dirs["cache"])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy 2-core runner (two xdist workers)
+    extra threads only spin. Benchmarks, not tests, measure multi-threaded speed."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A tiny 12-block open_clip CLIP saved as a ``local-dir:`` model (its open_clip name)."""
+    from lmmclf.testing.tiny_clip import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny")

@@ -9,13 +9,6 @@ from lmmclf.errors import LmmclfError
 from lmmclf.filehash import FileHashCache
 
 
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    from lmmclf.testing.tiny_clip import make_tiny_clip
-
-    return make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny")
-
-
 def test_tiny_clip_loads_through_open_clip_factory(tiny_clip):
     import open_clip
     import torch

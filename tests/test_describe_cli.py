@@ -23,16 +23,6 @@ from lmmclf.testing.layouts import make_imagefolder
 from lmmclf.testing.openai_server import FakeOpenAIServer
 from lmmclf.testing.tiny_lmm import make_tiny_llava
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and do not collapse when other tests load the CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 LAYOUT = ("ids", "descriptions", "num_descriptions", "raw", "generated_tokens", "ok", "errors")
 

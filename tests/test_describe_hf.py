@@ -13,17 +13,6 @@ from lmmclf.testing.tiny_lmm import LLAVA_15_13B_CONFIG, make_tiny_instructblip,
 GiB = 1 << 30
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and do not collapse when other tests load the CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-lmms")

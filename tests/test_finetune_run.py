@@ -17,24 +17,6 @@ from lmmclf.config import ExperimentConfig
 from lmmclf.store import ArtifactStore
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core runner they only spin."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    from lmmclf.testing.tiny_clip import make_tiny_clip
-
-    return make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny")
-
-
 @pytest.fixture(scope="module")
 def image_root(tmp_path_factory):
     from lmmclf.testing.layouts import make_imagefolder
