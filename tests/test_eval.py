@@ -114,3 +114,14 @@ def test_eval_command_writes_files_and_imports_no_torch(toy, store, tmp_path):
     for name in ("results.json", "results.csv", "results.md", "accuracy.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert "CLIP (image & LMM descriptions - CONCAT) | 100.00" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_fine_tuning_hints_name_the_alpha_each_row_needs():
+    from lmmclf.config import ExperimentConfig
+    from lmmclf.evaluation.methods import METHODS, load_extensions
+
+    load_extensions()
+    baseline_config = ExperimentConfig().override("finetune", alpha=0.0)
+    assert METHODS["finetune"].command(baseline_config, "bar") == "lmmclf finetune bar --alpha 0"
+    assert METHODS["lmm-reg"].command(baseline_config, "bar") == "lmmclf finetune bar --alpha 0.01"
+    assert METHODS["lmm-reg"].command(ExperimentConfig().override("finetune", alpha=0.05), "bar") == "lmmclf finetune bar --alpha 0.05"

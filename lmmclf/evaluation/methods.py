@@ -24,7 +24,7 @@ class Method:
         name: the CLI name (``--method concat``).
         label: the row label, in the paper's wording.
         specs: ``(cfg, dataset, store) -> [KeySpec, ...]``: the artifacts holding its runs.
-        command: ``(dataset_name) -> str``: the command that makes them (for error messages).
+        command: ``(cfg, dataset_name) -> str``: the command that makes them (for error messages).
         compute: ``(cfg, dataset, store) -> None``: makes them (for ``--compute-missing``).
     """
 
@@ -70,7 +70,7 @@ def _probe(features: str, label: str, command: str) -> Method:
             make_prototypes(cfg, dataset, store)
         run_probe(cfg, dataset, store, features)
 
-    return Method(features, label, specs, lambda name: command.format(dataset=name), compute)
+    return Method(features, label, specs, lambda cfg, name: command.format(dataset=name), compute)
 
 
 for _features, _label, _command in (
@@ -85,13 +85,9 @@ for _features, _label, _command in (
 
 
 def load_extensions() -> None:
-    """Import the modules that register further methods (missing ones are skipped)."""
+    """Import the modules that register further methods."""
     for module in EXTENSIONS:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 def resolve_methods(names: list[str]) -> list[Method]:

@@ -57,11 +57,11 @@ def collect(cfg, dataset, store, methods: list[Method], compute_missing: bool = 
         if absent and compute_missing:
             method.compute(cfg, dataset, store)
         elif absent:
-            missing.append(Missing(method, method.command(dataset.name)))
+            missing.append(Missing(method, method.command(cfg, dataset.name)))
             continue
         runs, attrs = [], {}
         for spec in specs:
-            with store.open(spec.stage, spec.key, make_hint=method.command(dataset.name)) as handle:
+            with store.open(spec.stage, spec.key, make_hint=method.command(cfg, dataset.name)) as handle:
                 runs.extend(read_runs(handle))
                 attrs = attrs or _attrs(handle)
         runs.sort(key=lambda run: run.seed)

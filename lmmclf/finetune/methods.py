@@ -21,7 +21,7 @@ def regularised_alpha(cfg) -> float:
     return cfg.finetune.alpha or PAPER_ALPHA
 
 
-def _method(name: str, label: str, alpha_of, flags: str) -> Method:
+def _method(name: str, label: str, alpha_of) -> Method:
     def config(cfg):
         return cfg.override("finetune", alpha=alpha_of(cfg))
 
@@ -30,8 +30,8 @@ def _method(name: str, label: str, alpha_of, flags: str) -> Method:
 
         return finetune_specs(config(cfg), dataset, store)
 
-    def command(dataset_name: str) -> str:
-        return f"lmmclf finetune {dataset_name}{flags}"
+    def command(cfg, dataset_name: str) -> str:
+        return f"lmmclf finetune {dataset_name} --alpha {alpha_of(cfg):g}"
 
     def compute(cfg, dataset, store):
         from lmmclf.finetune.run import run_finetune
@@ -41,7 +41,5 @@ def _method(name: str, label: str, alpha_of, flags: str) -> Method:
     return Method(name, label, specs, command, compute)
 
 
-# The command in eval's "missing" hint: lmm-reg trains with the config's alpha (the default
-# config's is the paper's 0.01; a config with alpha 0 needs --alpha 0.01 for this row).
-register_method(_method("finetune", "Finetuning w/o Reg.", baseline_alpha, " --alpha 0"))
-register_method(_method("lmm-reg", "LMM-Reg.-CLIP", regularised_alpha, ""))
+register_method(_method("finetune", "Finetuning w/o Reg.", baseline_alpha))
+register_method(_method("lmm-reg", "LMM-Reg.-CLIP", regularised_alpha))
