@@ -62,6 +62,7 @@ class DescribeSection:
     max_retries: int = 6  # openai backend: retries per image on 429, 5xx, timeouts
     retry_backoff: float = 1.0  # openai backend: seconds before the first retry; doubles per retry (jittered, cap 60 s)
     image_max_side: int = 0  # openai backend: downscale longer side before upload; 0 = send as is
+    compile: bool = False  # hf backend, CUDA only: static KV cache + torch.compile (CUDA graphs) for decoding; eager decoding is launch-bound
 
 
 @dataclass

@@ -136,6 +136,11 @@ def test_quantization_needs_a_gpu_and_bitsandbytes(models):
             _bitsandbytes_config("8bit", None)
 
 
+def test_compiled_decoding_needs_a_gpu(models):
+    with pytest.raises(LmmclfError, match="needs a CUDA device"):
+        _backend(models["llava"], compile=True)
+
+
 def test_missing_model_is_one_clear_error(tmp_path):
     with pytest.raises(LmmclfError, match="Cannot load describe.model"):
         _backend(tmp_path / "no-such-model")

@@ -37,6 +37,7 @@ def describe(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed (with --sample).")] = None,
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai backend: the server's /v1 URL.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai backend: requests in flight.")] = None,
+    compile_decoding: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="hf backend on CUDA: static KV cache + torch.compile for the decode loop (compiles once per batch shape).")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: describe only items I, I+N, ... (0 <= I < N); run N of these anywhere sharing the cache.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -51,6 +52,7 @@ def describe(
         quantize=quantize, batch_size=batch_size, device=device, prompt=prompt, prompt_preset=prompt_preset,
         num_descriptions=num_descriptions, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         sample=sample, temperature=temperature, top_p=top_p, seed=seed, base_url=base_url, concurrency=concurrency,
+        compile=compile_decoding,
     )
     shard_range = parse_shard(shard)
     index = load_dataset(cfg, store)

@@ -127,14 +127,26 @@ def bandwidth_bound(model, config: dict[str, Any], batch: int, prompt_len: int, 
     }
 
 
-def time_generation(model, inputs: dict[str, Any], new_tokens: int) -> float:
-    """Seconds for one ``generate`` of exactly ``new_tokens`` tokens per row (greedy)."""
+def time_generation(model, inputs: dict[str, Any], new_tokens: int, static_cache: bool = False) -> float:
+    """Seconds for one ``generate`` of exactly ``new_tokens`` tokens per row (greedy).
+
+    With ``static_cache`` (what ``describe --compile`` does), transformers compiles the decode
+    step for the cache's shape; the warm-up then runs the very same call so that compilation
+    is not timed (a real run compiles once per batch shape).
+    """
     import torch
 
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, repetition_penalty=1.05,
                   pad_token_id=0, temperature=None, top_p=None, top_k=None)
+    if static_cache:
+        kwargs["cache_implementation"] = "static"
     with torch.inference_mode():
-        model.generate(**{k: v[:1] for k, v in inputs.items()}, **{**kwargs, "max_new_tokens": 4, "min_new_tokens": 4})
+        if static_cache:
+            start = time.perf_counter()
+            model.generate(**inputs, **kwargs)
+            print(f"  (compile + first run: {time.perf_counter() - start:.0f} s)")
+        else:
+            model.generate(**{k: v[:1] for k, v in inputs.items()}, **{**kwargs, "max_new_tokens": 4, "min_new_tokens": 4})
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -153,7 +165,7 @@ def report(label: str, seconds: float, batch: int, new_tokens: int, bound: dict[
 
 
 def full_size_benchmark(config: dict[str, Any], batch: int, new_tokens: int, bandwidth: float, device: str = "cuda",
-                        prompt_tokens: int = 24, four_bit: bool | None = None) -> dict[str, float]:
+                        prompt_tokens: int = 24, four_bit: bool | None = None, static_cache: bool = False) -> dict[str, float]:
     """Build the full-size model (fp16), time ``generate``, then the same in 4-bit if bitsandbytes is there."""
     import importlib.util
 
@@ -170,6 +182,10 @@ def full_size_benchmark(config: dict[str, Any], batch: int, new_tokens: int, ban
     seconds = time_generation(model, inputs, new_tokens)
     report("fp16 " if dtype == torch.float16 else "fp32 ", seconds, batch, new_tokens, bound)
     results["fp16_images_per_s"] = batch / seconds
+    if static_cache:
+        seconds = time_generation(model, inputs, new_tokens, static_cache=True)
+        report("fp16, static cache + compile", seconds, batch, new_tokens, bound)
+        results["fp16_compiled_images_per_s"] = batch / seconds
     four_bit = importlib.util.find_spec("bitsandbytes") is not None if four_bit is None else four_bit
     if four_bit and device.startswith("cuda"):
         results["4bit_images_per_s"] = _four_bit(model, config, inputs, batch, new_tokens, bandwidth, prompt_len)
@@ -204,11 +220,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU mode: torch threads (1: stable on a shared machine)")
     parser.add_argument("--full-size", action="store_true", help="GPU: the full LLaVA-1.5-13B configuration, random weights")
     parser.add_argument("--bandwidth", type=float, default=3.35e12, help="GPU memory bandwidth in B/s (H100 SXM: 3.35e12)")
+    parser.add_argument("--static-cache", action="store_true", help="GPU: also time fp16 with a static cache + torch.compile (describe --compile)")
+    parser.add_argument("--no-4bit", action="store_true", help="GPU: skip the 4-bit run")
     args = parser.parse_args()
     if args.full_size:
         from lmmclf.testing.tiny_lmm import LLAVA_15_13B_CONFIG
 
-        full_size_benchmark(LLAVA_15_13B_CONFIG, args.batch_size, args.tokens or 300, args.bandwidth)
+        full_size_benchmark(LLAVA_15_13B_CONFIG, args.batch_size, args.tokens or 300, args.bandwidth,
+                            four_bit=False if args.no_4bit else None, static_cache=args.static_cache)
     else:
         cpu_benchmark(args.images, args.batch_size, args.tokens or 32, args.threads)
 

@@ -240,6 +240,15 @@ class HFBackend(Backend):
             kwargs.update(temperature=section.temperature, top_p=section.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)  # silence sampling defaults of the model's config
+        if section.compile:
+            if not self.device.startswith("cuda"):
+                raise LmmclfError("describe.compile needs a CUDA device; on the CPU pass --no-compile.")
+            if self.quantize != "none":
+                raise LmmclfError(f"describe.compile does not work with bitsandbytes {self.quantize} weights (transformers cannot compile them); "
+                                  "pass --quantize none (a 13B model needs a 40 GB+ GPU) or --no-compile.")
+            # A static cache makes transformers compile the decode step (CUDA graphs): eager
+            # decoding of a 13B model is bound by kernel launches, not by the GPU (docs/describe.md).
+            kwargs["cache_implementation"] = "static"
         kwargs.update(overrides)
         return kwargs
 
