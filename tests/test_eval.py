@@ -125,3 +125,15 @@ def test_fine_tuning_hints_name_the_alpha_each_row_needs():
     assert METHODS["finetune"].command(baseline_config, "bar") == "lmmclf finetune bar --alpha 0"
     assert METHODS["lmm-reg"].command(baseline_config, "bar") == "lmmclf finetune bar --alpha 0.01"
     assert METHODS["lmm-reg"].command(ExperimentConfig().override("finetune", alpha=0.05), "bar") == "lmmclf finetune bar --alpha 0.05"
+
+
+def test_compute_missing_makes_the_image_embeddings_a_text_probe_needs(toy, store):
+    from lmmclf.describe import describe_spec
+    from lmmclf.evaluation.report import evaluate
+    from lmmclf.testing.paper1 import write_toy_descriptions
+
+    cfg, dataset = toy
+    cfg = cfg.override("probe", epochs=2)
+    write_toy_descriptions(store, dataset, spec=describe_spec(cfg, dataset, store))
+    document, missing = evaluate(cfg, dataset, store, ["concat"], compute_missing=True)
+    assert [m["method"] for m in document["methods"]] == ["concat"] and not missing

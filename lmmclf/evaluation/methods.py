@@ -56,10 +56,9 @@ def _probe(features: str, label: str, command: str) -> Method:
     def compute(cfg, dataset, store):
         from lmmclf.probe.stage import run_probe
 
-        if features in ("image", "zeroshot", "prototype-zeroshot"):
-            from lmmclf.embed.run import embed_images
+        from lmmclf.embed.run import embed_images
 
-            embed_images(cfg, dataset, store)
+        embed_images(cfg, dataset, store)  # every probe method reads the image embeddings
         if features in ("text", "concat", "mean", "prototype-zeroshot"):
             from lmmclf.embed.run import embed_texts
 
