@@ -56,10 +56,15 @@ class FileHashCache:
             return row[2], row[3]
         return None
 
-    def remember(self, path: str | Path, sha256: str, note: str | None = None) -> None:
-        """Store the hash (and an optional note, e.g. a decode error) of ``path``."""
+    def remember(self, path: str | Path, sha256: str, note: str | None = None, stat: os.stat_result | None = None) -> None:
+        """Store the hash (and an optional note, e.g. a decode error) of ``path``.
+
+        Args:
+            stat: ``os.stat`` of the file taken *before* it was read; without it the file is
+                stat'ed now, which is only right if it cannot have changed since it was read.
+        """
         resolved = os.path.abspath(path)
-        stat = os.stat(resolved)
+        stat = stat or os.stat(resolved)
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO file_hash (path, size, mtime_ns, sha256, note) VALUES (?,?,?,?,?)",
@@ -67,12 +72,16 @@ class FileHashCache:
             )
             self._db.commit()
 
-    def remember_many(self, rows: list[tuple[str | Path, str, str | None]]) -> None:
-        """Store many (path, sha256, note) entries in one transaction (one commit, not one per file)."""
+    def remember_many(self, rows: list[tuple]) -> None:
+        """Store many (path, sha256, note[, stat]) entries in one transaction (one commit, not one per file).
+
+        ``stat`` is ``os.stat`` of the file taken before it was read (see :meth:`remember`):
+        a file that changes while it is hashed is then hashed again next time.
+        """
         records = []
-        for path, sha256, note in rows:
+        for path, sha256, note, *before in rows:
             resolved = os.path.abspath(path)
-            stat = os.stat(resolved)
+            stat = before[0] if before and before[0] is not None else os.stat(resolved)
             records.append((resolved, stat.st_size, stat.st_mtime_ns, sha256, note))
         with self._lock:
             self._db.executemany(
@@ -86,8 +95,9 @@ class FileHashCache:
         hit = self.lookup(path)
         if hit is not None:
             return hit[0]
+        before = os.stat(path)  # an edit during the read then leaves the memo entry stale, not wrong
         digest = hash_file(path)
-        self.remember(path, digest)
+        self.remember(path, digest, stat=before)
         return digest
 
     def close(self) -> None:

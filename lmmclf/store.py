@@ -204,9 +204,12 @@ class ArtifactStore:
         """
         path = self.path(spec.stage, spec.key)
         with self.lock(spec.stage, spec.key):
-            if not force and self.is_complete(spec.stage, spec.key):
-                return path
-            path.unlink(missing_ok=True)  # corrupt or forced: never trusted
+            if self.is_complete(spec.stage, spec.key):
+                if not force:
+                    return path
+                # forced: the old artifact stays until the new one replaces it, so an interrupted --force loses nothing
+            else:
+                path.unlink(missing_ok=True)  # corrupt: never trusted
             with self.create(spec) as handle:
                 items = compute(handle)
                 if items is not None:

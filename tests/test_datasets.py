@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -241,6 +242,33 @@ def test_corrupt_image_is_skipped_and_reported(tmp_path, store, capsys):
         fp_patch.undo()
     assert calls == [] and len(again.skipped) == 2 and again.fingerprint == index.fingerprint
     assert bad.exists()
+
+
+def test_a_file_still_being_copied_is_not_remembered_as_broken(tmp_path, store, monkeypatch):
+    """An image that changes while it is hashed (a copy in progress) is hashed again next time."""
+    import lmmclf.datasets.fingerprint as fp
+
+    root = make_imagefolder(tmp_path / "data", n_train=2, n_test=1)
+    growing = sorted((root / "train").rglob("*.png"))[0]
+    whole = growing.read_bytes()
+    original = fp.hash_and_verify
+
+    def copy_in_progress(path):
+        if Path(path) != growing:
+            return original(path)
+        growing.write_bytes(whole[: len(whole) // 2])
+        result = original(path)  # sees half a file
+        growing.write_bytes(whole)  # the copy completes before the memo is written
+        stat = growing.stat()
+        os.utime(growing, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # coarse clocks
+        return result
+
+    monkeypatch.setattr(fp, "hash_and_verify", copy_in_progress)
+    first = load_dataset(cfg_for("mine", root, type="imagefolder"), store)
+    assert [Path(s.source) for s in first.skipped] == [growing]
+    monkeypatch.undo()
+    again = load_dataset(cfg_for("mine", root, type="imagefolder"), store)
+    assert again.skipped == [] and any(item.path == growing for item in again.items)
 
 
 def test_unknown_name_and_empty_split(tmp_path, store):

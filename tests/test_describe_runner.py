@@ -171,6 +171,34 @@ def test_a_plain_run_picks_up_shard_journals(dataset, store, counting):
     assert plain.artifact and _read(plain.artifact)["ok"].all()
 
 
+def test_a_shard_finishing_just_after_the_writer_reports_the_artifact(dataset, store, counting, monkeypatch):
+    """Shard B journals its last batch while shard A writes the artifact (with B's failed row) and drops
+    the journals; B must then see the artifact complete, not report its failed row as "with other shards"."""
+    from lmmclf.describe import runner
+
+    failing = dataset.items[1].id  # in shard 1 of 2
+
+    class OneFailure(CountingBackend):
+        def describe_batch(self, jobs):
+            answers = super().describe_batch(jobs)
+            return [Answer(a.id, None, error="boom") if a.id == failing else a for a in answers]
+
+    register_backend("counting", OneFailure)
+    cfg = _config(backend="counting", batch_size=2)
+    original = runner._finish
+
+    def shard_zero_writes_first(*args):
+        monkeypatch.setattr(runner, "_finish", original)
+        assert run_describe(cfg, dataset, store, shard=(0, 2), show_progress=False).artifact
+        return original(*args)
+
+    monkeypatch.setattr(runner, "_finish", shard_zero_writes_first)
+    late = run_describe(cfg, dataset, store, shard=(1, 2), show_progress=False)
+    assert late.remaining == 0 and late.artifact and late.failures_total == 1
+    data = _read(late.artifact)
+    assert list(data["ids"].astype(str)[~data["ok"]]) == [failing]
+
+
 def test_bad_shard_and_empty_selection_are_user_errors(dataset, store, counting):
     from lmmclf.describe import parse_shard
 
@@ -178,6 +206,10 @@ def test_bad_shard_and_empty_selection_are_user_errors(dataset, store, counting)
     for bad in ("4/4", "x", "1/0", "-1/2"):
         with pytest.raises(LmmclfError, match="--shard"):
             parse_shard(bad)
+    for bad in (0, -2):  # -2 used to describe all but the last two images
+        with pytest.raises(LmmclfError, match="--limit"):
+            run_describe(_config(backend="counting", limit=bad), dataset, store, show_progress=False)
+    assert counting.calls == []
     with pytest.raises(LmmclfError, match="no test items"):
         empty = DatasetIndex("e", ["a"], [i for i in dataset.items if i.split == "train"], "e")
         run_describe(_config(backend="counting", split="test"), empty, store, show_progress=False)
@@ -244,6 +276,15 @@ def test_the_api_key_is_sent_but_never_stored_or_printed(dataset, store, monkeyp
 def test_openai_needs_a_base_url(dataset, store):
     with pytest.raises(LmmclfError, match="--base-url"):
         run_describe(_config(), dataset, store, show_progress=False)
+
+
+def test_openai_concurrency_below_one_is_a_user_error(dataset, store):
+    """--concurrency 0 (read as "auto", like --batch-size 0) used to start no request and report nothing done."""
+    with FakeOpenAIServer() as server:
+        for bad in (0, -2):
+            with pytest.raises(LmmclfError, match="concurrency"):
+                run_describe(_config(server, concurrency=bad), dataset, store, show_progress=False)
+        assert server.requests == []
 
 
 def test_server_is_bounded():

@@ -36,3 +36,20 @@ def test_file_hash_memo_avoids_rereads_and_sees_edits(tmp_path, monkeypatch):
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert memo.hash(image) != first
+
+
+def test_file_hash_memo_never_pairs_a_hash_with_a_newer_file(tmp_path, monkeypatch):
+    """A file edited while it is hashed must not be remembered as unchanged with the old hash."""
+    image = tmp_path / "x.bin"
+    image.write_bytes(b"first")
+
+    def hash_then_edit(path):
+        digest = hash_file(path)
+        image.write_bytes(b"second, and longer")  # the edit lands after the read, before the memo write
+        return digest
+
+    monkeypatch.setattr("lmmclf.filehash.hash_file", hash_then_edit)
+    memo = FileHashCache(tmp_path / "memo.sqlite")
+    memo.hash(image)
+    monkeypatch.undo()
+    assert memo.hash(image) == hash_file(image)

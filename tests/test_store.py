@@ -97,6 +97,20 @@ def test_interrupted_write_leaves_no_artifact(store):
         store.open("demo", spec.key, make_hint="lmmclf make-it")
 
 
+def test_interrupted_forced_recompute_keeps_the_old_artifact(store):
+    spec = _spec()
+    store.ensure(spec, lambda handle: handle.create_dataset("x", data=np.arange(3)) and None)
+
+    def compute(handle):
+        raise KeyboardInterrupt  # Ctrl-C during `--force`
+
+    with pytest.raises(KeyboardInterrupt):
+        store.ensure(spec, compute, force=True)
+    assert store.is_complete("demo", spec.key)
+    with store.open("demo", spec.key) as handle:
+        assert list(handle["x"][...]) == [0, 1, 2]
+
+
 def test_killed_writer_leaves_no_artifact(store, tmp_path):
     spec = _spec()
     code = textwrap.dedent(

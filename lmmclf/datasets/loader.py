@@ -113,11 +113,14 @@ def _resolve_images(sources: list[Source], memo: FileHashCache, show_progress: b
             _collect_image(source, hit[0], hit[1], resolved, skipped)
     if todo:
         with ThreadPoolExecutor(_HASH_THREADS) as pool, _Recorder(memo, "hash + check images", len(todo), show_progress) as recorder:
+            # stat before reading: a file that changes while it is read (a copy in progress) is
+            # remembered with its older stat, so the next run reads it again
+            stats = {s.path: os.stat(s.path) for s in todo}
             futures = {pool.submit(fp.hash_and_verify, str(s.path)): s for s in todo}
             for future in as_completed(futures):
                 source = futures[future]
                 sha, note = future.result()
-                recorder.record(source.path, sha, note)
+                recorder.record(source.path, sha, note, stats[source.path])
                 _collect_image(source, sha, note, resolved, skipped)
     return resolved, skipped
 
@@ -143,6 +146,7 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
     if not todo:
         return resolved, skipped
     by_path = {str(s.path): s for s in todo}
+    stats = {s.path: os.stat(s.path) for s in todo}  # before reading (see _resolve_images)
     decoded = 0
     count = min(decode_workers(workers), len(todo))
     size = _chunk_size(len(todo), count)
@@ -154,10 +158,10 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
                 source = by_path[result.video]
                 decoded += result.decoded
                 if result.error:
-                    recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error)
+                    recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error, stats[source.path])
                     skipped.append(SkippedItem(result.video, result.error))
                 else:
-                    recorder.record(source.path, result.sha256, fp.VIDEO_OK)
+                    recorder.record(source.path, result.sha256, fp.VIDEO_OK, stats[source.path])
                     resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
     if decoded:
         console.print(f"Decoded {decoded} video(s); middle frames cached under {cache_root / 'frames'}.")
@@ -212,14 +216,14 @@ class _Recorder:
         self.bar = progress()
         self.bar.disable = not show_progress
         self.task = self.bar.add_task(label, total=total)
-        self.pending: list[tuple[Path, str, str]] = []
+        self.pending: list[tuple[Path, str, str, os.stat_result | None]] = []
 
     def __enter__(self) -> "_Recorder":
         self.bar.__enter__()
         return self
 
-    def record(self, path: Path, sha: str, note: str) -> None:
-        self.pending.append((path, sha, note))
+    def record(self, path: Path, sha: str, note: str, stat: os.stat_result | None = None) -> None:
+        self.pending.append((path, sha, note, stat))
         if len(self.pending) >= _FLUSH_EVERY:
             self.flush()
 

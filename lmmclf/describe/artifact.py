@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from lmmclf.describe.backends.base import Answer, backend_class
 from lmmclf.describe.parse import PARSER_VERSION, parse_descriptions
 from lmmclf.describe.prompts import resolve_prompt
+from lmmclf.errors import LmmclfError
 from lmmclf.filehash import FileHashCache
 from lmmclf.store import KeySpec
 
@@ -67,7 +68,13 @@ def describe_spec(cfg, dataset, store) -> KeySpec:
 
 
 def select_items(dataset, split: str, limit: int | None) -> list:
-    """The described subset: the split's items in index order, the first ``limit`` of them."""
+    """The described subset: the split's items in index order, the first ``limit`` of them.
+
+    Raises:
+        LmmclfError: ``limit`` is below 1 (a negative one would silently drop the last items).
+    """
+    if limit is not None and limit < 1:
+        raise LmmclfError(f"--limit (describe.limit) must be a positive number of images; got {limit}.")
     items = dataset.split(split)
     return items[:limit] if limit is not None else items
 
@@ -107,6 +114,11 @@ def merge_records(sources: Iterable[Iterable[dict[str, Any]]]) -> dict[str, dict
 
 def read_ok_rows(path: Path) -> list[dict[str, Any]]:
     """The successful rows of an existing artifact, as journal records (to retry only its failures)."""
+    return [row for row in read_rows(path) if row["ok"]]
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every row of an existing artifact as a journal record (failed rows with ``ok=False`` and their reason)."""
     import h5py
 
     rows = []
@@ -117,12 +129,15 @@ def read_ok_rows(path: Path) -> list[dict[str, Any]]:
         descriptions = handle["descriptions"].asstr()[...]
         counts = handle["num_descriptions"][...]
         tokens = handle["generated_tokens"][...]
+        errors = handle["errors"].asstr()[...]
         for i, item_id in enumerate(ids):
             if ok[i]:
                 rows.append({
                     "id": item_id, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: counts[i]]),
                     "generated_tokens": int(tokens[i]),
                 })
+            else:
+                rows.append({"id": item_id, "ok": False, "error": errors[i], "generated_tokens": int(tokens[i])})
     return rows
 
 

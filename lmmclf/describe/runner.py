@@ -3,7 +3,7 @@
 Never lose work:
 - every finished batch is appended (fsync'ed) to a journal beside the artifact
   (``describe/<key>.partial.main.jsonl``, or ``...partial.shard<I>of<N>.jsonl`` with ``--shard``);
-- a rerun of the same command reads every journal of the key (and the ok rows of an existing
+- a rerun of the same command reads every journal of the key (and the rows of an existing
   artifact), skips what is done and retries what failed;
 - when every selected item has a record, the process that notices writes the HDF5 artifact
   under the store lock (identical to a single uninterrupted run) and removes the journals.
@@ -23,7 +23,7 @@ from lmmclf.describe.artifact import (
     answer_record,
     describe_spec,
     merge_records,
-    read_ok_rows,
+    read_rows,
     select_items,
     write_artifact,
 )
@@ -142,10 +142,15 @@ def _journals(store, key: str) -> list[Journal]:
 
 
 def _known_records(store, key: str) -> dict[str, dict[str, Any]]:
-    """Records from the existing artifact's ok rows and from every journal of this key."""
+    """Records from the existing artifact's rows and from every journal of this key.
+
+    The artifact's failed rows count as records (still retried: only ``ok`` ones are skipped), so
+    a shard that finishes just after another wrote the artifact and removed the journals finds
+    every item accounted for.
+    """
     sources: list[Any] = []
     if store.is_complete(STAGE, key):
-        sources.append(read_ok_rows(store.path(STAGE, key)))
+        sources.append(read_rows(store.path(STAGE, key)))
     sources += [journal.read() for journal in _journals(store, key)]
     return merge_records(sources)
 

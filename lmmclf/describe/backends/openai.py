@@ -90,6 +90,8 @@ class OpenAIBackend(Backend):
 
         if not section.base_url:
             raise ConfigError("The openai backend needs --base-url (describe.base_url), e.g. http://localhost:8000/v1.")
+        if section.concurrency < 1:
+            raise ConfigError(f"--concurrency (describe.concurrency) must be at least 1 request in flight; got {section.concurrency}.")
         self._secret = os.environ.get(section.api_key_env) or None
         headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
         self._httpx = httpx
