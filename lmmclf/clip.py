@@ -103,6 +103,8 @@ def load_clip(model: str, pretrained: str | None, device: str = "auto") -> Loade
             f"CLIP model '{model}' has no pretrained weights given: set embed.clip_pretrained "
             "(e.g. openai) or use a local-dir:/hf-hub: model."
         )
+    if pretrained and Path(pretrained).expanduser().is_file():
+        pretrained = str(Path(pretrained).expanduser())  # the file clip_identity hashed (open_clip does not expand ~)
     torch_device = resolve_device(device)
     try:
         clip, _, preprocess = open_clip.create_model_and_transforms(

@@ -54,3 +54,24 @@ def test_load_errors_are_user_errors(tmp_path):
         load_clip(f"local-dir:{tmp_path}", None, "cpu")
     with pytest.raises(LmmclfError, match="Could not load CLIP"):
         load_clip("No-Such-Model", "openai", "cpu")
+
+
+def test_checkpoint_file_given_home_relative_loads_the_file_its_identity_hashed(tmp_path, monkeypatch):
+    import json
+
+    import open_clip
+    import torch
+
+    from lmmclf.testing.tiny_clip import make_tiny_clip
+
+    folder = tmp_path / "tiny"
+    make_tiny_clip(folder, seed=3, layers=2)
+    (tmp_path / "lmmclf-test-tiny-arch.json").write_text(json.dumps(json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]))
+    open_clip.add_model_config(tmp_path / "lmmclf-test-tiny-arch.json")  # a built-in architecture name
+    monkeypatch.setenv("HOME", str(tmp_path))
+    hashes = FileHashCache(None)
+    identity = clip_identity("lmmclf-test-tiny-arch", "~/tiny/open_clip_model.safetensors", hashes)
+    assert "pretrained_sha256" in identity  # the identity reads the file behind ~ ...
+    loaded = load_clip("lmmclf-test-tiny-arch", "~/tiny/open_clip_model.safetensors", "cpu")  # ... so must the loader
+    reference = load_clip(f"local-dir:{folder}", None, "cpu")
+    assert torch.equal(loaded.model.visual.proj, reference.model.visual.proj)
