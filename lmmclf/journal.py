@@ -30,7 +30,11 @@ class Journal:
         """Every complete record, in the order written; a torn or garbled line is skipped."""
         if not self.path.exists():
             return
-        with open(self.path, "rb") as handle:
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return  # removed since the check (another process folded it into the artifact)
+        with handle:
             for line in handle:
                 if not line.endswith(b"\n"):
                     break  # torn final write

@@ -47,6 +47,18 @@ def test_csv_manifest(tmp_path, store):
     assert [s.reason for s in index.skipped] == ["listed in list.csv line 8 but missing"]
 
 
+def test_csv_one_video_under_two_ids(tmp_path, store):
+    """Two manifest rows may name the same file; with a video, each row must still become its own item."""
+    era = make_era(tmp_path / "ERA", classes=("Baseball", "Boating"), n_train=1, n_test=1)
+    videos = sorted(era.rglob("*.mp4"))
+    rows = ["id,path,label,split", f"first,{videos[0]},a,train", f"again,{videos[0]},a,test", f"other,{videos[1]},b,train"]
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    index = load_dataset(cfg_for("vids", manifest, type="csv", decode_workers=1), store)
+    assert sorted(item.id for item in index.items) == ["again", "first", "other"]
+    assert index.counts() == {"train": 2, "test": 1}
+
+
 def test_csv_errors_name_the_file(tmp_path, store):
     manifest = tmp_path / "bad.csv"
     manifest.write_text("path,label\nx.png,a\n")
@@ -191,6 +203,8 @@ def test_bar_release_layout(tmp_path, store):
         prefix = item.id.split("/")[1].rsplit("_", 1)[0]
         assert index.class_names[item.label] == prefix.replace("pole ", "")
     assert [s.source.endswith("unknown_3.jpg") for s in index.skipped] == [True]
+    (root / "Train" / ".ipynb_checkpoints").mkdir()  # a hidden folder is not a class folder
+    assert load_dataset(cfg_for("bar", root), store).fingerprint == index.fingerprint
 
 
 def test_era_videos_and_frames(tmp_path, store):

@@ -53,3 +53,12 @@ def test_file_hash_memo_never_pairs_a_hash_with_a_newer_file(tmp_path, monkeypat
     memo.hash(image)
     monkeypatch.undo()
     assert memo.hash(image) == hash_file(image)
+
+
+def test_journal_removed_while_it_is_read_reads_as_empty(tmp_path, monkeypatch):
+    """Another process may finish the artifact and delete the journal between listing and reading it."""
+    from pathlib import Path
+
+    journal = Journal(tmp_path / "gone.jsonl")
+    monkeypatch.setattr(Path, "exists", lambda self: True)  # it existed when checked, not when opened
+    assert list(journal.read()) == []

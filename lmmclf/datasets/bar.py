@@ -31,7 +31,7 @@ class BarAdapter(Adapter):
     def scan(self, root: Path, section: DatasetSection) -> Scan:
         require_dir(root, "the BAR release (train/ and test/)")
         folders = split_dirs(root, "BAR")
-        if any(p.is_dir() for folder in folders.values() for p in folder.iterdir()):
+        if any(p.is_dir() and not p.name.startswith(".") for folder in folders.values() for p in folder.iterdir()):
             return Scan(list(CLASSES), class_folder_sources(root, CLASSES, "BAR"))
         sources, skipped = [], []
         for split, folder in folders.items():

@@ -145,7 +145,9 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
             todo.append(source)
     if not todo:
         return resolved, skipped
-    by_path = {str(s.path): s for s in todo}
+    by_path: dict[str, list[Source]] = {}  # a list: a manifest may name one file under two ids
+    for s in todo:
+        by_path.setdefault(str(s.path), []).append(s)
     stats = {s.path: os.stat(s.path) for s in todo}  # before reading (see _resolve_images)
     decoded = 0
     count = min(decode_workers(workers), len(todo))
@@ -155,7 +157,7 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
         futures = [pool.submit(extract_many, chunk, str(cache_root), frame_format) for chunk in chunks]
         for future in as_completed(futures):
             for result in future.result():
-                source = by_path[result.video]
+                source = by_path[result.video].pop()
                 decoded += result.decoded
                 if result.error:
                     recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error, stats[source.path])
