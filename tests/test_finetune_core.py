@@ -39,7 +39,7 @@ def settings(**changes):
 class Rig:
     """CLIP, its split, the model and a token source, built the way ``Session`` builds them."""
 
-    def __init__(self, tiny_clip, dataset, store, unlocked=1, cached=True, dtype="float32"):
+    def __init__(self, tiny_clip, dataset, store, unlocked=1, cached=True, dtype="float32", augment=False):
         from lmmclf.clip import clip_identity, load_clip
         from lmmclf.filehash import FileHashCache
         from lmmclf.finetune.sources import CachedTokens, StreamedImages
@@ -62,9 +62,11 @@ class Rig:
                                      autocast_factory(self.device, "fp32"), batch_size=5, num_workers=0, show_progress=False)
             self.source = CachedTokens(*load_trunk_cache(store, key, dataset), device=self.device)
         else:
+            # augment: a random brightness shift drawn from torch's RNG, as torchvision's random transforms draw
+            jitter = lambda image: clip.preprocess(image) + 0.5 * torch.rand(())  # noqa: E731
             self.source = StreamedImages(self.trunk, [i.path for i in train], labels(train), [i.path for i in test],
-                                         labels(test), clip.preprocess, clip.preprocess, self.device,
-                                         autocast_factory(self.device, "fp32"))
+                                         labels(test), jitter if augment else clip.preprocess, clip.preprocess,
+                                         self.device, autocast_factory(self.device, "fp32"), random_transform=augment)
         generator = torch.Generator().manual_seed(1)
         self.prototypes = torch.randn(len(dataset.class_names), clip.embed_dim, generator=generator)
 
@@ -186,6 +188,28 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_clip, dataset, stor
     resumed = second.fit()
     assert resumed.curves == full.curves
     assert resumed.test_predictions == full.test_predictions
+    for name, value in full.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[name], value, rtol=0, atol=0)
+
+
+def test_resume_with_augmentation_equals_uninterrupted(tiny_clip, dataset, store, tmp_path):
+    from lmmclf.finetune.trainer import TrainingInterrupted
+
+    torch.manual_seed(0)  # as Session.train_seed does
+    full = Rig(tiny_clip, dataset, store, cached=False, augment=True).trainer(tmp_path / "f.pt", epochs=2, batch_size=5).fit()
+
+    torch.manual_seed(0)
+    first = Rig(tiny_clip, dataset, store, cached=False, augment=True).trainer(tmp_path / "r.pt", epochs=2, batch_size=5)
+    steps = {"n": 0}
+    first.should_stop = lambda: (steps.__setitem__("n", steps["n"] + 1), steps["n"] == 7)[1]  # epoch 2, step 2
+    with pytest.raises(TrainingInterrupted):
+        first.fit()
+    torch.manual_seed(0)
+    second = Rig(tiny_clip, dataset, store, cached=False, augment=True).trainer(tmp_path / "r.pt", epochs=2, batch_size=5)
+    assert second.restore()
+    assert (second.epoch, second.step) == (1, 0)  # random crops cannot be replayed mid-epoch: the epoch restarts
+    resumed = second.fit()
+    assert resumed.curves == full.curves
     for name, value in full.state_dict.items():
         torch.testing.assert_close(resumed.state_dict[name], value, rtol=0, atol=0)
 

@@ -233,3 +233,26 @@ def test_augmentation_trains_without_the_trunk_cache(experiment, store):
     with store.open("finetune", outcome.key) as handle:
         assert handle.attrs["trunk_key"] == ""
     assert not any(info.stage == "trunk" for info in store.list())
+
+
+def test_eval_compute_missing_makes_the_prototypes_finetuning_needs(image_root, tiny_clip, store):
+    from lmmclf.datasets import load_dataset
+    from lmmclf.describe import describe_spec
+    from lmmclf.evaluation.report import evaluate
+    from lmmclf.testing.paper1 import write_toy_descriptions
+
+    cfg = toy_finetune_config(image_root, tiny_clip, epochs=1)
+    dataset = load_dataset(cfg, store, show_progress=False)
+    write_toy_descriptions(store, dataset, spec=describe_spec(cfg, dataset, store))  # describe only
+    document, missing = evaluate(cfg, dataset, store, ["lmm-reg"], compute_missing=True)
+    assert [m["method"] for m in document["methods"]] == ["lmm-reg"] and not missing
+
+
+def test_load_finetuned_expands_a_home_relative_path(experiment, store, monkeypatch):
+    from lmmclf.finetune import load_finetuned, run_finetune
+
+    cfg, dataset = experiment
+    outcome = run_finetune(cfg.override("finetune", epochs=1), store, show_progress=False)[0]
+    monkeypatch.setenv("HOME", str(outcome.weights.parent))
+    _, _, _, names = load_finetuned(f"~/{outcome.weights.name}")  # as docs/finetune.md shows it
+    assert names == dataset.class_names

@@ -34,8 +34,12 @@ def _method(name: str, label: str, alpha_of) -> Method:
         return f"lmmclf finetune {dataset_name} --alpha {alpha_of(cfg):g}"
 
     def compute(cfg, dataset, store):
+        from lmmclf.embed.run import embed_texts
         from lmmclf.finetune.run import run_finetune
+        from lmmclf.prototypes import make_prototypes
 
+        embed_texts(cfg, dataset, store)  # the prototypes' input (cached: nothing is recomputed)
+        make_prototypes(cfg, dataset, store)
         run_finetune(config(cfg), store)
 
     return Method(name, label, specs, command, compute)

@@ -165,7 +165,7 @@ class Session:
         return StreamedImages(
             self.trunk, [i.path for i in train], labels(train), [i.path for i in test], labels(test),
             train_transform(self.clip.preprocess, self.trunk.visual, section.augment), self.clip.preprocess,
-            self.device, self.autocast, num_workers=section.num_workers,
+            self.device, self.autocast, num_workers=section.num_workers, random_transform=section.augment,
         )
 
     def train_seed(self, spec: KeySpec, handle, resume: bool, should_stop: Callable[[], bool]) -> int:
@@ -280,6 +280,7 @@ def load_finetuned(path: str | Path, device: str = "cpu"):
     from lmmclf.clip import load_clip
     from lmmclf.finetune.tail import FinetuneModel, split_tower
 
+    path = Path(path).expanduser()
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
     if meta.get("format") != WEIGHTS_FORMAT:

@@ -106,11 +106,15 @@ class StreamedImages:
         device: where the trunk runs.
         autocast: a factory of the mixed-precision context the trunk runs in.
         num_workers: DataLoader worker processes.
+        random_transform: ``train_transform`` draws random numbers (augmentation): a run stopped
+            inside an epoch cannot replay the rest of it, so it resumes from the epoch's start.
     """
 
     def __init__(self, trunk, train_paths, train_labels, test_paths, test_labels, train_transform, test_transform,
-                 device: torch.device, autocast: Callable[[], AbstractContextManager], num_workers: int = 0):
+                 device: torch.device, autocast: Callable[[], AbstractContextManager], num_workers: int = 0,
+                 random_transform: bool = False):
         self.trunk = trunk
+        self.resumable_mid_epoch = not random_transform
         self.train = ImageFiles(train_paths, train_transform)
         self.test = ImageFiles(test_paths, test_transform)
         self.train_labels, self.test_labels = train_labels, test_labels

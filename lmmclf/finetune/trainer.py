@@ -8,7 +8,8 @@ as eq. 2 writes it (``"sum"``). alpha = 0 drops the term: the paper's baseline.
 Per epoch: the training order is a permutation drawn from (seed, epoch) alone, then the test
 split is evaluated (accuracy, CE, distance to the own-class prototype), and a checkpoint is
 written. A stop request (Ctrl-C) is honoured between steps: the position inside the epoch
-is saved too, so a resumed run replays exactly the batches an uninterrupted one would.
+is saved too, so a resumed run replays exactly the batches an uninterrupted one would (with
+random augmentation, which cannot be replayed mid-epoch, the epoch restarts instead).
 """
 
 from __future__ import annotations
@@ -228,9 +229,16 @@ class Trainer:
             self.step += 1
             self.on_step(self)
             if self.should_stop() and self.step < self.steps_per_epoch:
-                self.save()
+                if getattr(self.source, "resumable_mid_epoch", True):
+                    self.save()
+                    raise TrainingInterrupted(
+                        f"Training stopped at epoch {self.epoch + 1}, step {self.step}; checkpoint saved to {self.checkpoint_path}."
+                    )
+                # Random augmentation cannot replay the rest of an epoch: keep the checkpoint of the
+                # epoch's start (if any), so a resumed run redoes this epoch exactly.
                 raise TrainingInterrupted(
-                    f"Training stopped at epoch {self.epoch + 1}, step {self.step}; checkpoint saved to {self.checkpoint_path}."
+                    f"Training stopped at epoch {self.epoch + 1}, step {self.step}; with augmentation a resumed run "
+                    f"restarts this epoch from the checkpoint of its start ({self.checkpoint_path})."
                 )
 
     def train_step(self, tokens: torch.Tensor, labels: torch.Tensor) -> None:
