@@ -199,6 +199,32 @@ def test_a_shard_finishing_just_after_the_writer_reports_the_artifact(dataset, s
     assert list(data["ids"].astype(str)[~data["ok"]]) == [failing]
 
 
+def test_a_journal_left_beside_a_finished_artifact_is_folded_in(dataset, store, counting):
+    """A run interrupted after another process wrote the artifact leaves a journal whose successes the
+    artifact lacks; the next run has nothing to describe but must still fold them in."""
+    from lmmclf.describe.artifact import answer_record
+
+    failing = dataset.items[2]
+
+    class OneFailure(CountingBackend):
+        def describe_batch(self, jobs):
+            answers = super().describe_batch(jobs)
+            return [Answer(a.id, None, error="boom") if a.id == failing.id else a for a in answers]
+
+    register_backend("counting", OneFailure)
+    cfg = _config(backend="counting", batch_size=4)
+    first = run_describe(cfg, dataset, store, show_progress=False)
+    assert first.failures_total == 1
+    key = describe_spec(cfg, dataset, store).key
+    late = Journal(store.partial_path("describe", key, "shard1of2.jsonl"))
+    late.append([answer_record(Answer(failing.id, answer_for(_sha(failing.path), ""), generated_tokens=7), 10)])
+    register_backend("counting", CountingBackend)
+    counting.calls = []
+    again = run_describe(cfg, dataset, store, show_progress=False)
+    assert counting.calls == [] and again.failures_total == 0
+    assert _read(again.artifact)["ok"].all() and not late.path.exists()
+
+
 def test_bad_shard_and_empty_selection_are_user_errors(dataset, store, counting):
     from lmmclf.describe import parse_shard
 

@@ -123,7 +123,9 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
     else:
         resolved = {}
     summary.seconds = time.perf_counter() - started
-    if todo or not store.is_complete(STAGE, spec.key):
+    # a journal beside a finished artifact (a run that stopped after another one wrote it) may hold
+    # successes the artifact lacks: fold it in even when there was nothing left to describe
+    if todo or not store.is_complete(STAGE, spec.key) or _journals(store, spec.key):
         _finish(store, spec, [item.id for item in items], section, resolved, summary)
     else:
         summary.artifact = str(final)
