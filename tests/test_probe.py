@@ -100,3 +100,19 @@ def test_paper_defaults():
     probe = ExperimentConfig().probe
     assert (probe.epochs, probe.lr, probe.batch_size) == (500, 1e-3, 64)
     assert math.isclose(probe.momentum, 0.9) and probe.optimizer == "sgd"
+
+
+def test_an_empty_seed_list_is_a_config_error_not_an_artifact_without_runs():
+    from lmmclf.config import ExperimentConfig
+    from lmmclf.errors import ConfigError
+    from lmmclf.features import FeatureSet
+    from lmmclf.probe.stage import _train_runs
+
+    x, y = _blobs(n_per_class=4)
+    splits = np.array(["train", "test"] * (len(y) // 2))
+    data = FeatureSet([str(i) for i in range(len(y))], x, y, splits, ["a", "b", "c"])
+    cfg = ExperimentConfig().override("probe", epochs=2, device="cpu")
+    cfg = cfg.override("probe", seeds=[])  # what `seeds: []` in a config file gives
+    assert cfg.probe.seeds == []
+    with pytest.raises(ConfigError, match="probe.seeds"):
+        _train_runs(cfg, data, lambda n: None)

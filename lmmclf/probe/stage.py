@@ -144,6 +144,10 @@ def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None]) -> 
     from lmmclf.results import TrainingRun
 
     p = cfg.probe
+    if not p.seeds:
+        from lmmclf.errors import ConfigError
+
+        raise ConfigError("probe.seeds is empty: give at least one seed (e.g. --seeds 0).")
     settings = ProbeSettings(p.epochs, p.lr, p.optimizer, p.momentum, p.weight_decay, p.batch_size)
     device = resolve_device(p.device)
     train_rows, test_rows = data.subset("train"), data.subset("test")
