@@ -46,13 +46,22 @@ def templates_from(spec: str) -> tuple[str, ...]:
     if spec in TEMPLATE_PRESETS:
         return TEMPLATE_PRESETS[spec]
     templates = tuple(t.strip() for t in spec.split("|") if t.strip())
-    bad = [t for t in templates if "{}" not in t]
+    bad = [t for t in templates if "{}" not in t or not _formats(t)]
     if not templates or bad:
         raise ConfigError(
             f"probe.zeroshot_templates must be a preset ({', '.join(TEMPLATE_PRESETS)}) or templates containing '{{}}' "
             f"joined by '|'; got {spec!r}."
         )
     return templates
+
+
+def _formats(template: str) -> bool:
+    """Whether ``template.format(name)`` works (one ``{}``, no other fields, balanced braces)."""
+    try:
+        template.format("x")
+    except (IndexError, KeyError, ValueError):
+        return False
+    return True
 
 
 def prompt_name(class_name: str) -> str:

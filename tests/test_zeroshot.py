@@ -42,3 +42,11 @@ def test_prompt_classifier_is_normalise_average_normalise(tmp_path):
     expected = torch.nn.functional.normalize(torch.nn.functional.normalize(raw, dim=-1).mean(0), dim=0)
     np.testing.assert_allclose(weights[0], expected.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(weights, axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_template_that_cannot_be_formatted_is_a_config_error():
+    from lmmclf.errors import ConfigError
+
+    for spec in ("a {} of {size}", "a {} and {}", "a {} {"):
+        with pytest.raises(ConfigError, match="zeroshot_templates"):
+            templates_from(spec)
