@@ -112,11 +112,6 @@ def merge_records(sources: Iterable[Iterable[dict[str, Any]]]) -> dict[str, dict
     return merged
 
 
-def read_ok_rows(path: Path) -> list[dict[str, Any]]:
-    """The successful rows of an existing artifact, as journal records (to retry only its failures)."""
-    return [row for row in read_rows(path) if row["ok"]]
-
-
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Every row of an existing artifact as a journal record (failed rows with ``ok=False`` and their reason)."""
     import h5py

@@ -48,7 +48,9 @@ def _optim(name: str):
     def make(params: list, s: ProbeSettings):
         import torch
 
-        kwargs = {"lr": s.lr, "weight_decay": s.weight_decay, "fused": True}
+        # fused kernels exist for CPU and CUDA tensors; other backends (mps, xpu) take the default
+        fused = params[0].device.type in ("cpu", "cuda")
+        kwargs = {"lr": s.lr, "weight_decay": s.weight_decay, "fused": fused or None}
         if name == "sgd":
             kwargs["momentum"] = s.momentum
         return getattr(torch.optim, {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}[name])(params, **kwargs)
