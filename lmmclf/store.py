@@ -235,8 +235,11 @@ class ArtifactStore:
                     items = int(handle.attrs["lmmclf_items"]) if "lmmclf_items" in handle.attrs else None
             except (OSError, ValueError):
                 pass
-            stat = path.stat()
-            size = stat.st_size + sum(side.stat().st_size for side in self.sidecars(path))
+            try:  # another process may remove an artifact while we list
+                stat = path.stat()
+                size = stat.st_size + sum(side.stat().st_size for side in self.sidecars(path))
+            except FileNotFoundError:
+                continue
             infos.append(ArtifactInfo(stage, key, path, size, stat.st_mtime, spec, items, complete))
         infos.sort(key=lambda info: info.mtime, reverse=True)
         return infos
@@ -283,8 +286,8 @@ class ArtifactStore:
         """Temp files, in-progress files and lock files (what ``cache gc`` may delete)."""
         if not self.root.exists():
             return []
-        patterns = ("*/*.h5.tmp-*", "*/*.partial.*", "*/*.lock")
-        return sorted({p for pattern in patterns for p in self.root.glob(pattern)})
+        patterns = ("*.h5.tmp-*", "*.partial.*", "*.lock")  # at any depth: frames live in frames/v<N>/
+        return sorted({p for pattern in patterns for p in self.root.rglob(pattern)})
 
 
 def _walk(group, prefix: str = "") -> list[str]:

@@ -167,6 +167,9 @@ def test_ucf101_errors_name_the_file(ucf, store):
     (lists / "trainlist01.txt").write_bytes(train + b"YoYo/v_YoYo_g02_c01.avi 1\r\n")
     with pytest.raises(DatasetError, match=r"trainlist01\.txt line \d+: label 1 disagrees with the folder 'YoYo'"):
         load_dataset(cfg, store)
+    (lists / "trainlist01.txt").write_bytes(train + "YoYo/v_YoYo_g02_c01.avi 3 caf\xe9\r\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"trainlist01\.txt is not UTF-8 text"):
+        load_dataset(cfg, store)
     (lists / "trainlist01.txt").write_bytes(train)
 
     (lists / "testlist01.txt").write_bytes(b"\r\n")

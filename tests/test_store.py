@@ -187,8 +187,11 @@ def test_remove_and_gc(store):
     temp.write_bytes(b"partial")
     from lmmclf.cache_gc import plan_gc
 
+    frame_temp = store.root / "frames" / "v1" / ("a" * 64 + ".partial.123.png")
+    frame_temp.parent.mkdir(parents=True)
+    frame_temp.write_bytes(b"half a frame")
     planned = {path.name for path, _, _ in plan_gc(store)}
-    assert leftover.name in planned and temp.name in planned
+    assert leftover.name in planned and temp.name in planned and frame_temp.name in planned
     assert store.path("demo", spec.key).name not in planned
     planned = {path.name for path, _, _ in plan_gc(store, max_size_bytes=0)}
     assert store.path("demo", spec.key).name in planned

@@ -39,8 +39,9 @@ class FrameResult:
 
 
 def frames_dir(cache_root: Path) -> Path:
-    """The folder of cached middle frames under a cache root."""
-    return Path(cache_root) / "frames"
+    """The folder of cached middle frames under a cache root (one per frame definition version,
+    so a change of what "middle frame" means never reuses frames made the old way)."""
+    return Path(cache_root) / "frames" / f"v{FRAME_VERSION}"
 
 
 def frame_path(cache_root: Path, sha256: str, frame_format: str) -> Path:

@@ -77,7 +77,10 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers; CRLF, BOM and trailing spaces removed."""
     if not path.is_file():
         raise DatasetError(f"UCF-101 split file {path} is missing.")
-    text = path.read_text(encoding="utf-8-sig", errors="strict")
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"UCF-101 split file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from exc
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
