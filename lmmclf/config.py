@@ -190,13 +190,55 @@ def _section_type(name: str) -> type:
     return hints[name]
 
 
+# Ranges of numeric settings: (lowest allowed, highest allowed or None), or POSITIVE (> 0).
+# Checked with the types, so that `--epochs 0` or `lr: -1` is one clear sentence, not a late crash.
+POSITIVE = "positive"
+RANGES: dict[str, tuple[float, float | None] | str] = {
+    "describe.batch_size": (0, None),
+    "describe.num_descriptions": (1, None),
+    "describe.max_new_tokens": (1, None),
+    "describe.concurrency": (1, None),
+    "describe.max_retries": (0, None),
+    "describe.timeout": POSITIVE,
+    "embed.batch_size": (1, None),
+    "embed.num_workers": (0, None),
+    "probe.epochs": (1, None),
+    "probe.lr": POSITIVE,
+    "probe.batch_size": (1, None),
+    "probe.val_fraction": (0.0, 0.99),
+    "finetune.alpha": (0.0, None),
+    "finetune.epochs": (1, None),
+    "finetune.batch_size": (1, None),
+    "finetune.lr": POSITIVE,
+    "finetune.unlocked_blocks": (1, None),
+    "finetune.num_workers": (0, None),
+    "eval.bootstrap": (0, None),
+    "eval.confidence": (0.5, 0.9999),
+}
+
+
 def _validate_section(name: str, section_type: type, values: dict[str, Any], source: str = "config"):
     hints = typing.get_type_hints(section_type)
     for key, value in values.items():
         if key not in hints:
             raise ConfigError(f"{source}: unknown key '{name}.{key}' (known: {', '.join(hints)}).")
         values[key] = _coerce(f"{name}.{key}", hints[key], value, source)
+        _check_range(f"{name}.{key}", values[key], source)
     return section_type(**values)
+
+
+def _check_range(where: str, value: Any, source: str) -> None:
+    if where not in RANGES or value is None:
+        return
+    allowed = RANGES[where]
+    if allowed == POSITIVE:
+        if value <= 0:
+            raise ConfigError(f"{source}: {where} must be positive; got {value!r}.")
+        return
+    low, high = allowed
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low:g}" if high is None else f"between {low:g} and {high:g}"
+        raise ConfigError(f"{source}: {where} must be {bounds}; got {value!r}.")
 
 
 def _coerce(where: str, expected: Any, value: Any, source: str) -> Any:

@@ -35,6 +35,10 @@ def test_yaml_round_trip(tmp_path):
         ({"describe": {"quantize": "3bit"}}, "describe.quantize"),
         ({"probe": {"normalize": "yes"}}, "probe.normalize"),
         ({"probe": {"seeds": ["a"]}}, r"probe.seeds\[0\]"),
+        ({"probe": {"epochs": 0}}, "probe.epochs must be at least 1"),
+        ({"finetune": {"lr": -1e-4}}, "finetune.lr must be positive"),
+        ({"describe": {"batch_size": -2}}, "describe.batch_size must be at least 0"),
+        ({"probe": {"val_fraction": 1.0}}, "probe.val_fraction must be between 0 and 0.99"),
     ],
 )
 def test_bad_values_name_the_key(data, message):
