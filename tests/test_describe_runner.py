@@ -96,7 +96,7 @@ def test_key_changes_with_what_changes_descriptions_and_only_that(dataset, store
     assert key(sample=True, temperature=0.7) != key(sample=True, temperature=0.9)
     assert key(sample=True, top_p=0.5) != key(sample=True, seed=3)
     same = [key(batch_size=3), key(device="cpu"), key(concurrency=99), key(base_url="http://elsewhere/v1"),
-            key(temperature=0.1), key(seed=5), key(compile=True)]  # sampling knobs do nothing under greedy decoding
+            key(temperature=0.1), key(seed=5), key(compile=True), key(limit=10_000)]  # a limit that keeps every item  # sampling knobs do nothing under greedy decoding
     assert set(same) == {reference}
     openai = key(backend="openai", base_url="http://a/v1")
     assert key(backend="openai", base_url="http://b/v1", api_key_env="OTHER") == openai

@@ -55,7 +55,7 @@ def describe_spec(cfg, dataset, store) -> KeySpec:
         "prompt": resolve_prompt(section.prompt, section.prompt_preset, section.num_descriptions),
         "num_descriptions": section.num_descriptions,
         "split": section.split,
-        "limit": section.limit,
+        "limit": effective_limit(dataset, section.split, section.limit),
         "max_new_tokens": section.max_new_tokens,
         "repetition_penalty": section.repetition_penalty,
         "sample": section.sample,
@@ -65,6 +65,13 @@ def describe_spec(cfg, dataset, store) -> KeySpec:
     if section.sample:
         params.update(temperature=section.temperature, top_p=section.top_p, seed=section.seed)
     return KeySpec(stage=STAGE, version=STAGE_VERSION, dataset=dataset.identity(), model=model, params=params)
+
+
+def effective_limit(dataset, split: str, limit: int | None) -> int | None:
+    """``limit`` as it enters keys: None when it keeps every item of the split (same content, same key)."""
+    if limit is None or limit >= len(dataset.split(split)):
+        return None
+    return limit
 
 
 def select_items(dataset, split: str, limit: int | None) -> list:

@@ -18,6 +18,7 @@ from typing import Any
 from lmmclf.clip import clip_identity
 from lmmclf.config import ExperimentConfig
 from lmmclf.datasets.base import DatasetIndex, Item
+from lmmclf.describe.artifact import effective_limit
 from lmmclf.filehash import FileHashCache
 from lmmclf.store import ArtifactStore, KeySpec
 
@@ -44,9 +45,10 @@ def covered_items(cfg: ExperimentConfig, dataset: DatasetIndex) -> list[Item]:
 
 def coverage_params(cfg: ExperimentConfig, dataset: DatasetIndex) -> dict[str, Any]:
     """The part of the image key that says which items are covered (``all`` when it is every item)."""
-    if cfg.describe.split == "all" and (cfg.describe.limit is None or cfg.describe.limit >= len(dataset.items)):
+    limit = effective_limit(dataset, cfg.describe.split, cfg.describe.limit)
+    if cfg.describe.split == "all" and limit is None:
         return {"items": "all"}
-    return {"items": {"split": cfg.describe.split, "limit": cfg.describe.limit}}
+    return {"items": {"split": cfg.describe.split, "limit": limit}}
 
 
 def clip_model_identity(cfg: ExperimentConfig, store: ArtifactStore) -> dict[str, Any]:
