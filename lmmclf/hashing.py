@@ -62,19 +62,3 @@ def hash_strings(parts: Iterable[str]) -> str:
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()
-
-
-def hash_directory(path: str | Path, suffixes: tuple[str, ...] | None = None) -> str:
-    """sha256 over the relative names and bytes of every file below ``path`` (sorted).
-
-    Used as the identity of a local model directory, so that retraining or editing a
-    local model changes every key that depends on it.
-    """
-    root = Path(path)
-    parts: list[str] = []
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        if suffixes and file.suffix not in suffixes:
-            continue
-        parts.append(file.relative_to(root).as_posix())
-        parts.append(hash_file(file))
-    return hash_strings(parts)
