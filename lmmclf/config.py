@@ -74,6 +74,7 @@ class EmbedSection:
     device: str = "auto"
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 autocast on GPU, fp32 on CPU
     storage_dtype: Literal["float32", "float16"] = "float32"
+    max_missing_descriptions: float = 0.05  # largest share of train or test images without descriptions that stages using text features accept (not in any key: a gate, not a parameter)
 
 
 @dataclass
@@ -202,6 +203,7 @@ RANGES: dict[str, tuple[float, float | None] | str] = {
     "describe.timeout": POSITIVE,
     "embed.batch_size": (1, None),
     "embed.num_workers": (0, None),
+    "embed.max_missing_descriptions": (0.0, 1.0),
     "probe.epochs": (1, None),
     "probe.lr": POSITIVE,
     "probe.batch_size": (1, None),
