@@ -33,6 +33,7 @@ class DatasetSection:
     split: int = 1  # UCF-101's official split (1, 2 or 3); other datasets ignore it
     frame_format: Literal["png", "jpg"] = "png"  # how middle frames of videos are stored (png: lossless)
     decode_workers: int = 0  # processes for video decoding; 0 = one per CPU core
+    allow_outside_root: bool = False  # read listed files (CSV rows, split-file lines) whose resolved path leaves the dataset root
 
 
 @dataclass

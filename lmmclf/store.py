@@ -155,6 +155,40 @@ class ArtifactStore:
             raise CorruptArtifactError(f"{path} has no completion marker (interrupted write).{hint}")
         return handle
 
+    # -- liveness ----------------------------------------------------------------------
+    def activity_lock_path(self, stage: str, key: str, name: str = "main") -> Path:
+        """The lock file a long run of (stage, key) holds while it works (``name``: e.g. its shard)."""
+        directory = self.root / stage
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{key}.active-{name}.lock"
+
+    @contextmanager
+    def working(self, stage: str, key: str, name: str = "main", on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold (stage, key, name)'s activity lock for a whole run, so ``cache gc`` leaves its files alone.
+
+        Args:
+            on_wait: called once if another process holds the lock (before waiting for it).
+        """
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.activity_lock_path(stage, key, name)))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait()
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def is_busy(self, stage: str, key: str) -> bool:
+        """True while some process holds a lock of (stage, key): its artifact lock or an activity lock."""
+        directory = self.root / stage
+        candidates = [directory / f"{key}.lock", *directory.glob(f"{key}.active-*.lock")]
+        return any(_held_by_other(path) for path in candidates)
+
     # -- writing -----------------------------------------------------------------------
     @contextmanager
     def lock(self, stage: str, key: str, timeout: float = -1) -> Iterator[None]:
@@ -301,6 +335,34 @@ def _walk(group, prefix: str = "") -> list[str]:
         else:
             names.append(full)
     return names
+
+
+def _held_by_other(path: Path) -> bool:
+    """Whether another open file description holds an exclusive lock on ``path`` (never creates it)."""
+    try:
+        handle = open(path, "rb")
+    except OSError:
+        return False
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: filelock's own test
+        handle.close()
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(str(path), timeout=0):
+                return False
+        except Timeout:
+            return True
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 def _remove_path(path: Path) -> None:
