@@ -3,6 +3,10 @@
 An entry is trusted only while the file's absolute path, size and mtime (ns) are unchanged;
 any edit to the file changes one of them and forces a re-hash. The memo is a small SQLite
 database in the cache root, safe for several processes at once.
+
+The memo is only a speed-up, so it never fails a command: a database that cannot be opened or
+written (a read-only cache) is replaced by one in memory, and a corrupt one (random bytes, a
+truncated file) is moved aside as ``<name>.corrupt-<time>`` and rebuilt.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from lmmclf.hashing import hash_file
@@ -35,23 +40,47 @@ class FileHashCache:
 
     def __init__(self, db_path: str | Path | None):
         self._lock = threading.Lock()
-        if db_path is None:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        else:
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        self.persistent = False  # False: the memo lives in memory (no cache file, or it cannot be used)
+        self._db = self._connect(Path(db_path) if db_path is not None else None)
+
+    def _connect(self, db_path: Path | None) -> sqlite3.Connection:
+        if db_path is not None:
+            for attempt in range(2):
+                try:
+                    db = _open_database(db_path)
+                    self.persistent = True
+                    return db
+                except sqlite3.DatabaseError as exc:
+                    if attempt == 0 and _is_corrupt(exc) and _move_aside(db_path):
+                        continue  # rebuild from scratch once
+                    break
+                except OSError:
+                    break
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.execute(_SCHEMA)
+        return db
+
+    def _fall_back_to_memory(self) -> None:
+        """The database failed mid-run (made read-only, filled the disk): go on without it."""
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self._db = self._connect(None)
+        self.persistent = False
 
     def lookup(self, path: str | Path) -> tuple[str, str | None] | None:
         """The remembered (sha256, note) of ``path`` if it is still valid, else None."""
         resolved = os.path.abspath(path)
         stat = os.stat(resolved)
         with self._lock:
-            row = self._db.execute(
-                "SELECT size, mtime_ns, sha256, note FROM file_hash WHERE path = ?", (resolved,)
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    "SELECT size, mtime_ns, sha256, note FROM file_hash WHERE path = ?", (resolved,)
+                ).fetchone()
+            except sqlite3.Error:
+                self._fall_back_to_memory()
+                row = None
         if row and row[0] == stat.st_size and row[1] == stat.st_mtime_ns:
             return row[2], row[3]
         return None
@@ -65,12 +94,7 @@ class FileHashCache:
         """
         resolved = os.path.abspath(path)
         stat = stat or os.stat(resolved)
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO file_hash (path, size, mtime_ns, sha256, note) VALUES (?,?,?,?,?)",
-                (resolved, stat.st_size, stat.st_mtime_ns, sha256, note),
-            )
-            self._db.commit()
+        self._store([(resolved, stat.st_size, stat.st_mtime_ns, sha256, note)])
 
     def remember_many(self, rows: list[tuple]) -> None:
         """Store many (path, sha256, note[, stat]) entries in one transaction (one commit, not one per file).
@@ -83,12 +107,20 @@ class FileHashCache:
             resolved = os.path.abspath(path)
             stat = before[0] if before and before[0] is not None else os.stat(resolved)
             records.append((resolved, stat.st_size, stat.st_mtime_ns, sha256, note))
+        self._store(records)
+
+    def _store(self, records: list[tuple]) -> None:
         with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO file_hash (path, size, mtime_ns, sha256, note) VALUES (?,?,?,?,?)",
-                records,
-            )
-            self._db.commit()
+            for _ in range(2):
+                try:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO file_hash (path, size, mtime_ns, sha256, note) VALUES (?,?,?,?,?)",
+                        records,
+                    )
+                    self._db.commit()
+                    return
+                except sqlite3.Error:
+                    self._fall_back_to_memory()
 
     def hash(self, path: str | Path) -> str:
         """The sha256 of ``path``, from the memo when the file is unchanged."""
@@ -102,4 +134,49 @@ class FileHashCache:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+
+
+def _open_database(db_path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the memo and check it is a usable database.
+
+    Raises:
+        sqlite3.DatabaseError: corrupt, not a database, or not writable.
+        OSError: its folder cannot be created.
+    """
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(_SCHEMA)
+        db.commit()
+        # a read-only memo would fail at the first remember(), mid-run: find out now
+        db.execute("BEGIN IMMEDIATE")
+        db.rollback()
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("database disk image is malformed")
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    message = str(exc).lower()
+    return "malformed" in message or "not a database" in message or "corrupt" in message
+
+
+def _move_aside(db_path: Path) -> bool:
+    """Rename a corrupt memo (and its WAL files) out of the way; False if that is impossible."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            part = db_path.with_name(db_path.name + suffix)
+            if part.exists():
+                os.replace(part, part.with_name(f"{part.name}.corrupt-{stamp}"))
+    except OSError:
+        return False
+    return True

@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from lmmclf import __version__
-from lmmclf.errors import CorruptArtifactError, LmmclfError, MissingArtifactError
+from lmmclf.errors import CorruptArtifactError, LmmclfError, MissingArtifactError, storage_errno, storage_error
 from lmmclf.hashing import canonical_json, hash_json
 
 CACHE_ENV = "LMMCLF_CACHE"
 _COMPLETE = "lmmclf_complete"
 _KEY_INPUTS = "lmmclf_key_inputs"
+_MANIFEST = "lmmclf_manifest"  # JSON {dataset path: shape} of everything written, checked by is_complete
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,11 @@ def default_cache_root() -> Path:
     """``$LMMCLF_CACHE`` if set, else the user cache directory (``~/.cache/lmmclf``)."""
     env = os.environ.get(CACHE_ENV)
     if env:
-        return Path(env).expanduser()
+        root = Path(env).expanduser()
+        blocker = _file_in_the_way(root)
+        if blocker is not None:
+            raise LmmclfError(f"${CACHE_ENV} is {env}, but {blocker} is a file, not a folder: point ${CACHE_ENV} at a folder.")
+        return root
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("lmmclf", appauthor=False))
@@ -97,7 +102,36 @@ class ArtifactStore:
     """
 
     def __init__(self, root: str | Path | None = None):
-        self.root = Path(root).expanduser() if root is not None else default_cache_root()
+        if root is not None:
+            self.root = Path(root).expanduser()
+            blocker = _file_in_the_way(self.root)
+            if blocker is not None:
+                raise LmmclfError(f"Cache directory {self.root} cannot be used: {blocker} is a file, not a folder.")
+        else:
+            self.root = default_cache_root()
+
+    def require_writable(self) -> None:
+        """Fail up front, in one sentence naming the folder, when the cache cannot be written.
+
+        Raises:
+            StorageError: the cache root (or the nearest existing folder above it) is read-only or full.
+        """
+        probe_dir = self.root
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, self.root / ".probe") from exc
+        probe = probe_dir / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"x")
+        except OSError as exc:
+            raise storage_error(exc, probe) from exc
+        finally:
+            try:
+                probe.unlink()
+            except OSError:
+                pass
 
     # -- paths -------------------------------------------------------------------------
     def path(self, stage: str, key: str) -> Path:
@@ -124,8 +158,8 @@ class ArtifactStore:
             import h5py
 
             with h5py.File(path, "r") as handle:
-                return bool(handle.attrs.get(_COMPLETE, False))
-        except (OSError, KeyError, ValueError):
+                return bool(handle.attrs.get(_COMPLETE, False)) and _manifest_holds(handle)
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError):
             return False
 
     def open(self, stage: str, key: str, make_hint: str | None = None):
@@ -150,9 +184,16 @@ class ArtifactStore:
             handle = h5py.File(path, "r")
         except OSError as exc:
             raise CorruptArtifactError(f"{path} is not a readable HDF5 file ({exc}).{hint}") from exc
-        if not handle.attrs.get(_COMPLETE, False):
+        try:
+            complete, holds = bool(handle.attrs.get(_COMPLETE, False)), _manifest_holds(handle)
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError):
+            complete, holds = True, False
+        if not complete:
             handle.close()
             raise CorruptArtifactError(f"{path} has no completion marker (interrupted write).{hint}")
+        if not holds:
+            handle.close()
+            raise CorruptArtifactError(f"{path} lacks data it was written with (damaged file); remove it with `lmmclf cache rm {key[:12]}` and run again.")
         return handle
 
     # -- liveness ----------------------------------------------------------------------
@@ -223,10 +264,18 @@ class ArtifactStore:
                 handle.attrs["lmmclf_created"] = time.time()
                 if items is not None:
                     handle.attrs["lmmclf_items"] = int(items)
+                handle.attrs[_MANIFEST] = json.dumps({name: list(handle[name].shape) for name in _walk(handle)}, sort_keys=True)
                 handle.attrs[_COMPLETE] = True
             os.replace(temp, final)
+        except Exception as exc:
+            if storage_errno(exc) is None:
+                raise
+            raise storage_error(exc, final) from exc
         finally:
-            temp.unlink(missing_ok=True)
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def ensure(self, spec: KeySpec, compute: Callable[[Any], int | None], force: bool = False) -> Path:
         """Return the artifact's path, computing it under the lock if it is missing or corrupt.
@@ -263,12 +312,14 @@ class ArtifactStore:
             spec, items, complete = None, None, False
             try:
                 with h5py.File(path, "r") as handle:
-                    complete = bool(handle.attrs.get(_COMPLETE, False))
+                    complete = bool(handle.attrs.get(_COMPLETE, False)) and _manifest_holds(handle)
                     raw = handle.attrs.get(_KEY_INPUTS)
                     spec = json.loads(raw) if raw is not None else None
+                    if not isinstance(spec, dict):
+                        spec = None
                     items = int(handle.attrs["lmmclf_items"]) if "lmmclf_items" in handle.attrs else None
-            except (OSError, ValueError):
-                pass
+            except (OSError, ValueError, KeyError, RuntimeError, TypeError):
+                complete = False
             try:  # another process may remove an artifact while we list
                 stat = path.stat()
                 size = stat.st_size + sum(side.stat().st_size for side in self.sidecars(path))
@@ -291,7 +342,13 @@ class ArtifactStore:
         """All attributes of an artifact, decoded for display."""
         import h5py
 
-        with h5py.File(info.path, "r") as handle:
+        try:
+            handle = h5py.File(info.path, "r")
+        except OSError as exc:
+            raise CorruptArtifactError(
+                f"{info.path} is not a readable HDF5 file (truncated or damaged); remove it with `lmmclf cache rm {info.key[:12]}`."
+            ) from exc
+        with handle:
             out = {}
             for name, value in handle.attrs.items():
                 if hasattr(value, "tolist"):
@@ -335,6 +392,26 @@ def _walk(group, prefix: str = "") -> list[str]:
         else:
             names.append(full)
     return names
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The first path from ``folder`` upwards that exists and is not a directory (None if all is well)."""
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _manifest_holds(handle) -> bool:
+    """Whether every dataset the writer recorded is still there with its shape (no manifest: older file, trusted)."""
+    raw = handle.attrs.get(_MANIFEST)
+    if raw is None:
+        return True
+    manifest = json.loads(raw)
+    for name, shape in manifest.items():
+        if name not in handle or list(handle[name].shape) != shape:
+            return False
+    return True
 
 
 def _held_by_other(path: Path) -> bool:

@@ -178,23 +178,36 @@ def test_two_concurrent_writers_compute_once(store, tmp_path):
     assert len(values) == 1
 
 
+def _age(path, seconds=3600):
+    import os
+    import time
+
+    os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
 def test_remove_and_gc(store):
     spec = _spec()
     store.ensure(spec, _fill([1]))
-    leftover = store.partial_path("demo", "0" * 64, "jsonl")
-    leftover.write_text("{}\n")
-    temp = store.path("demo", "1" * 64).with_name("x.h5.tmp-1-abc")
+    journal = store.partial_path("demo", "0" * 64, "main.jsonl")
+    journal.write_text('{"id": "a", "ok": true}\n')
+    temp = store.path("demo", "1" * 64).with_name("x.h5.tmp-999999999-abc")
     temp.write_bytes(b"partial")
     from lmmclf.cache_gc import plan_gc
 
-    frame_temp = store.root / "frames" / "v1" / ("a" * 64 + ".partial.123.png")
+    frame_temp = store.root / "frames" / "v1" / ("a" * 64 + ".partial.999999999-0123abcd.png")
     frame_temp.parent.mkdir(parents=True)
     frame_temp.write_bytes(b"half a frame")
-    planned = {path.name for path, _, _ in plan_gc(store)}
-    assert leftover.name in planned and temp.name in planned and frame_temp.name in planned
-    assert store.path("demo", spec.key).name not in planned
-    planned = {path.name for path, _, _ in plan_gc(store, max_size_bytes=0)}
-    assert store.path("demo", spec.key).name in planned
+    for path in (journal, temp, frame_temp):
+        _age(path)
+
+    def removed(**options):
+        return {entry.path.name for entry in plan_gc(store, **options) if entry.remove}
+
+    assert temp.name in removed() and frame_temp.name in removed()
+    assert journal.name not in removed()  # resumable progress is kept by default
+    assert journal.name in removed(discard_progress=True)
+    assert store.path("demo", spec.key).name not in removed()
+    assert store.path("demo", spec.key).name in removed(max_size_bytes=0)
     store.remove(store.find(spec.key[:10]))
     assert store.list() == []
 
@@ -208,7 +221,7 @@ def test_sidecar_files_are_counted_and_removed_with_their_artifact(store):
     assert info.size >= 5000 + path.stat().st_size
     from lmmclf.cache_gc import plan_gc
 
-    assert {path.name, weights.name} <= {p.name for p, _, _ in plan_gc(store, max_size_bytes=0)}
+    assert {path.name, weights.name} <= {entry.path.name for entry in plan_gc(store, max_size_bytes=0) if entry.remove}
     store.remove(info)
     assert not weights.exists() and not path.exists()
 

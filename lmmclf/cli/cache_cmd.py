@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmmclf.cli.common import print_json, reports_user_errors, state
+from rich.markup import escape
+
+from lmmclf.cli.common import command_prefix, print_json, reports_user_errors, state
 from lmmclf.cli.options import JsonOpt
 from lmmclf.console import console
 
@@ -81,8 +83,15 @@ def ls(
     for row in rows:
         key = row["key"][:12] + ("" if row["complete"] else " (incomplete)")
         items = "" if row["items"] is None else str(row["items"])
-        table.add_row(row["stage"], row["dataset"], row["model"], key, items, _human_size(row["size"]), _human_age(row["age_s"]))
+        table.add_row(*(escape(str(cell)) for cell in (row["stage"], row["dataset"], row["model"], key, items)),
+                      _human_size(row["size"]), _human_age(row["age_s"]))
     console.print(table)
+    from lmmclf.cache_gc import orphan_files
+
+    orphans = orphan_files(store)
+    if orphans:
+        size = sum(path.stat().st_size for path in orphans if path.exists())
+        console.print(f"{len(orphans)} weights files have no artifact ({_human_size(size)}); `{escape(command_prefix(ctx))} cache gc` removes them.")
 
 
 @app.command("show")
@@ -108,12 +117,16 @@ def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or u
 @app.command("rm")
 @reports_user_errors
 def rm(ctx: typer.Context, keys: Annotated[list[str], typer.Argument(help="Keys or unique key prefixes.")]) -> None:
-    """Remove artifacts (and their in-progress files)."""
+    """Remove artifacts (and the in-progress files of their keys, unless a run is using them)."""
+    from lmmclf.errors import LmmclfError
+
     store = _store(ctx)
     for key in keys:
         info = store.find(key)
-        store.remove(info)
-        console.print(f"removed {info.stage}/{info.key[:12]} ({_human_size(info.size)})")
+        if store.is_busy(info.stage, info.key):
+            raise LmmclfError(f"{info.stage}/{info.key[:12]} is in use by a running process; run `{command_prefix(ctx)} cache rm {info.key[:12]}` again when it has finished.")
+        _removing(store, lambda: store.remove(info), info.path)
+        console.print(f"removed {escape(info.stage)}/{info.key[:12]} ({_human_size(info.size)})")
 
 
 @app.command("gc")
@@ -122,24 +135,43 @@ def gc(
     ctx: typer.Context,
     older_than_days: Annotated[Optional[float], typer.Option("--older-than", help="Also remove artifacts older than this many days.")] = None,
     max_size_gb: Annotated[Optional[float], typer.Option("--max-size", help="Also remove the oldest artifacts until the cache is under this many GB.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
+    discard_progress: Annotated[bool, typer.Option("--discard-progress", help="Also remove resumable progress of stopped runs (describe journals, fine-tuning checkpoints).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed and what is kept.")] = False,
 ) -> None:
     """Remove leftovers of interrupted writes and, on request, old artifacts or those beyond a size budget.
 
-    In-progress files of runs that may be resumed (describe journals, fine-tuning
-    checkpoints) are leftovers too: gc removes them, so run it only when nothing is running
-    and you do not mean to resume.
+    Files of running processes are never touched. Resumable progress of stopped runs (describe
+    journals, fine-tuning checkpoints: hours of GPU time) is kept unless --discard-progress is given;
+    --dry-run lists it with how much work each file holds.
     """
     from lmmclf.cache_gc import plan_gc
 
     store = _store(ctx)
-    doomed = plan_gc(store, older_than_days=older_than_days, max_size_bytes=None if max_size_gb is None else max_size_gb * 1e9)
-    freed = 0
-    for path, size, reason in doomed:
-        console.print(f"{'would remove' if dry_run else 'removed'} {path.relative_to(store.root)} ({_human_size(size)}, {reason})")
-        freed += size
+    entries = plan_gc(store, older_than_days=older_than_days, max_size_bytes=None if max_size_gb is None else max_size_gb * 1e9,
+                      discard_progress=discard_progress)
+    freed, removed = 0, 0
+    for entry in entries:
+        where = escape(str(entry.path.relative_to(store.root)))
+        if not entry.remove:
+            console.print(f"kept {where} ({_human_size(entry.size)}, {escape(entry.reason)})")
+            continue
+        console.print(f"{'would remove' if dry_run else 'removed'} {where} ({_human_size(entry.size)}, {escape(entry.reason)})")
         if not dry_run:
             from lmmclf.store import _remove_path
 
-            _remove_path(path)
-    console.print(f"{'Would free' if dry_run else 'Freed'} {_human_size(freed)} in {len(doomed)} entries.")
+            _removing(store, lambda: _remove_path(entry.path), entry.path)
+        freed += entry.size
+        removed += 1
+    console.print(f"{'Would free' if dry_run else 'Freed'} {_human_size(freed)} in {removed} entries.")
+
+
+def _removing(store, remove, path) -> None:
+    """Run ``remove``; a read-only or unwritable cache becomes one sentence naming the folder."""
+    from lmmclf.errors import storage_errno, storage_error
+
+    try:
+        remove()
+    except OSError as exc:
+        if storage_errno(exc) is None:
+            raise
+        raise storage_error(exc, path, alternative="run it where the cache can be written") from exc

@@ -13,7 +13,7 @@ import typer
 
 from lmmclf.config import ExperimentConfig, load_config
 from lmmclf.console import console
-from lmmclf.errors import LmmclfError
+from lmmclf.errors import LmmclfError, storage_errno, storage_error
 from lmmclf.store import ArtifactStore
 
 
@@ -33,13 +33,24 @@ def state(ctx: typer.Context) -> CliState:
     return root.obj
 
 
+# Commands that write artifacts: on a read-only or full cache they fail before any work, in one sentence.
+WRITING_COMMANDS = {"describe", "embed", "prototypes", "probe", "finetune", "demo"}
+
+
 def load(ctx: typer.Context, dataset: Optional[str] = None) -> tuple[ExperimentConfig, ArtifactStore]:
-    """The effective config (file, then ``dataset`` argument) and the artifact store."""
+    """The effective config (file, then ``dataset`` argument) and the artifact store.
+
+    A command that writes (see ``WRITING_COMMANDS``; ``eval`` with ``--compute-missing``) checks
+    here that the cache can be written; reading commands work on a read-only cache.
+    """
     current = state(ctx)
     cfg = load_config(current.config_path)
     if dataset:
         cfg = cfg.override("dataset", name=dataset)
-    return cfg, ArtifactStore(current.cache_dir)
+    store = ArtifactStore(current.cache_dir)
+    if ctx.info_name in WRITING_COMMANDS or (ctx.info_name == "eval" and ctx.params.get("compute_missing")):
+        store.require_writable()
+    return cfg, store
 
 
 def reports_user_errors(command: Callable) -> Callable:
@@ -50,13 +61,38 @@ def reports_user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except LmmclfError as exc:
-            console.print(f"[bold red]Error:[/] {exc}", soft_wrap=True)
+            print_error(exc)
+            raise typer.Exit(1) from None
+        except (OSError, RuntimeError) as exc:
+            if storage_errno(exc) is None:
+                raise  # a bug: keep its traceback
+            print_error(storage_error(exc))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("[yellow]Interrupted.[/] Finished work is saved; run the same command again to resume.")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def command_prefix(ctx: typer.Context) -> str:
+    """``lmmclf`` with the global options in effect, quoted for a shell: the start of every printed hint."""
+    import shlex
+
+    current = state(ctx)
+    parts = ["lmmclf"]
+    if current.config_path is not None:
+        parts += ["-c", shlex.quote(str(current.config_path))]
+    if current.cache_dir is not None:
+        parts += ["--cache-dir", shlex.quote(str(current.cache_dir))]
+    return " ".join(parts)
+
+
+def print_error(exc: BaseException) -> None:
+    """One sentence on stderr; its text is printed as written (``[x]`` in a path is not Rich markup)."""
+    from rich.markup import escape
+
+    console.print(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)
 
 
 def print_json(value: Any) -> None:
