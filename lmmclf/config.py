@@ -12,6 +12,7 @@ carry the defaults, with a comment on every choice the papers leave open.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from lmmclf.errors import ConfigError
+from lmmclf.errors import ConfigError, LmmclfError
 
 PAPER_PROMPT = "Give 10 semantic descriptions of the image"
 
@@ -154,18 +155,112 @@ def load_config(path: str | Path | None = None) -> ExperimentConfig:
     """The built-in defaults, updated from the YAML file at ``path`` if given.
 
     Raises:
-        ConfigError: the file is missing or not YAML, or has an unknown key or wrong type.
+        ConfigError: the file is missing, unreadable, not UTF-8 or not YAML, or has an unknown
+            key, a wrong type or a value out of range.
     """
     if path is None:
         return ExperimentConfig()
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"Config file {path} is a folder, not a YAML file.")
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist.")
+    data = read_yaml_file(path, "Config file", ConfigError)
+    return config_from_dict({} if data is None else data, source=str(path))
+
+
+# A YAML file we parse (the config, the dataset registry) is trusted with nothing: these bounds
+# refuse, in one sentence and in time linear in the file, what would otherwise exhaust memory
+# (an alias bomb, "billion laughs", expands exponentially once anything walks the data) or the
+# stack (deep nesting). Real configs are a few kilobytes with a few hundred nodes.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # counted as if every alias were expanded
+MAX_YAML_DEPTH = 64
+
+
+class _YamlLimitError(yaml.YAMLError):
+    """A YAML document beyond one of the bounds above (the message completes a sentence)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` that counts nodes with aliases expanded and limits nesting while composing.
+
+    Each node's expanded size is its own plus its children's; an alias costs the size of the
+    node it names. So the count is exact, yet composing stays linear: nothing is expanded.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}
+        self._depth = 0
+
+    def compose_node(self, parent, index):  # noqa: D102 (PyYAML's hook)
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self._expanded.get(id(node))
+            if size is None:  # the anchored node is still open: it contains itself
+                raise _YamlLimitError("has an alias inside the node it refers to (a structure that contains itself)")
+            return self._count(node, size)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _YamlLimitError(f"nests deeper than {MAX_YAML_DEPTH} levels")
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._expanded[id(k)] + self._expanded[id(v)] for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._expanded[id(item)] for item in node.value)
+        else:
+            size = 1
+        self._expanded[id(node)] = size
+        return self._count(node, size)
+
+    @staticmethod
+    def _count(node, size: int):
+        if size > MAX_YAML_NODES:
+            raise _YamlLimitError(
+                f"expands to more than {MAX_YAML_NODES:,} values through its aliases (*name); write the values out instead"
+            )
+        return node
+
+
+def read_yaml_file(path: Path, what: str, error: type[LmmclfError]) -> Any:
+    """The data in the YAML file ``path``, or ``error`` with one sentence naming the file.
+
+    Args:
+        path: the file.
+        what: how the sentence names it ("Config file", "Dataset registry").
+        error: the exception to raise (ConfigError, DatasetError).
+    """
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read ({exc.strerror or exc}).") from exc
+    if len(raw) > MAX_YAML_BYTES:
+        raise error(f"{what} {path} is larger than {MAX_YAML_BYTES >> 20} MiB, which is not a config a person wrote.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start} cannot be decoded); save it as UTF-8.") from exc
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _YamlLimitError as exc:
+        raise error(f"{what} {path} {exc}.") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from exc
-    return config_from_dict(data, source=str(path))
+        raise error(f"{what} {path} is not valid YAML ({_yaml_problem(exc)}).") from None
+    except (ValueError, OverflowError) as exc:  # e.g. a date 2021-13-45, an integer of 5000 digits
+        reason = str(exc).split(":")[0]  # Python's own text goes on with advice meant for programmers
+        raise error(f"{what} {path} holds a value YAML cannot read ({reason}).") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one clause: the problem and where it is."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -192,31 +287,81 @@ def _section_type(name: str) -> type:
     return hints[name]
 
 
-# Ranges of numeric settings: (lowest allowed, highest allowed or None), or POSITIVE (> 0).
-# Checked with the types, so that `--epochs 0` or `lr: -1` is one clear sentence, not a late crash.
-POSITIVE = "positive"
-RANGES: dict[str, tuple[float, float | None] | str] = {
-    "describe.batch_size": (0, None),
-    "describe.num_descriptions": (1, None),
-    "describe.max_new_tokens": (1, None),
-    "describe.concurrency": (1, None),
-    "describe.max_retries": (0, None),
-    "describe.timeout": POSITIVE,
-    "embed.batch_size": (1, None),
-    "embed.num_workers": (0, None),
-    "embed.max_missing_descriptions": (0.0, 1.0),
-    "probe.epochs": (1, None),
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric setting: ``low``/``high`` (None: unbounded), each included unless open."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    cap: bool = False  # ``high`` only stops absurd values (it is not part of the setting's meaning)
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+    def describe(self) -> str:
+        if self.low == 0 and self.low_open and self.high is None:
+            return "positive"
+        lower = None if self.low is None else f"{'greater than' if self.low_open else 'at least'} {_number(self.low)}"
+        upper = None if self.high is None else f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
+        if lower and upper and not (self.low_open or self.high_open or self.cap):
+            return f"between {_number(self.low)} and {_number(self.high)}"
+        return " and ".join(part for part in (lower, upper) if part)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# Every numeric setting has a range, checked with the types at load time (file, --set-free flags
+# alike), so that a bad value is one sentence naming the key, not a late crash, a hang, or a run
+# that "succeeds" with every item failed. Upper bounds are far beyond any sensible use; they stop
+# values that would overflow (torch, sockets) or never finish. Non-finite floats are refused by
+# the float coercion itself, for every float setting.
+POSITIVE = Range(0, None, low_open=True)
+SEED = Range(0, 2**32 - 1, cap=True)  # numpy's and torch's common seed range
+WORKERS = Range(0, 1024, cap=True)
+EPOCHS = Range(1, 1_000_000, cap=True)
+MOMENTUM = Range(0, 1, high_open=True)  # torch refuses negative momentum; 1 or more never decays
+RANGES: dict[str, Range] = {
+    "dataset.decode_workers": WORKERS,
+    "describe.batch_size": Range(0, 4096, cap=True),
+    "describe.num_descriptions": Range(1, 1000, cap=True),
+    "describe.max_new_tokens": Range(1, 32768, cap=True),  # beyond any model's context: a hang, not an answer
+    "describe.repetition_penalty": POSITIVE,  # HF divides logits by it
+    "describe.temperature": POSITIVE,  # HF refuses 0 and below when sampling
+    "describe.top_p": Range(0, 1, low_open=True),
+    "describe.seed": SEED,
+    "describe.limit": Range(1, None),
+    "describe.concurrency": Range(1, 1024, cap=True),
+    "describe.timeout": Range(0, 86_400, low_open=True, cap=True),  # a day; larger overflows socket timeouts
+    "describe.max_retries": Range(0, 100, cap=True),
+    "describe.retry_backoff": Range(0, 60),  # the backoff is capped at 60 s anyway
+    "describe.image_max_side": Range(0, 65_536, cap=True),  # 0 = send as is
+    "embed.batch_size": Range(1, 65_536, cap=True),
+    "embed.num_workers": WORKERS,
+    "embed.max_missing_descriptions": Range(0.0, 1.0),
+    "probe.epochs": EPOCHS,
     "probe.lr": POSITIVE,
-    "probe.batch_size": (1, None),
-    "probe.val_fraction": (0.0, 0.99),
-    "finetune.alpha": (0.0, None),
-    "finetune.epochs": (1, None),
-    "finetune.batch_size": (1, None),
+    "probe.momentum": MOMENTUM,
+    "probe.weight_decay": Range(0, None),
+    "probe.batch_size": Range(1, 1 << 24, cap=True),
+    "probe.val_fraction": Range(0.0, 0.99),
+    "probe.seeds": SEED,  # each seed
+    "finetune.alpha": Range(0.0, None),
+    "finetune.epochs": EPOCHS,
+    "finetune.batch_size": Range(1, 65_536, cap=True),
     "finetune.lr": POSITIVE,
-    "finetune.unlocked_blocks": (1, None),
-    "finetune.num_workers": (0, None),
-    "eval.bootstrap": (0, None),
-    "eval.confidence": (0.5, 0.9999),
+    "finetune.weight_decay": Range(0, None),
+    "finetune.momentum": MOMENTUM,
+    "finetune.unlocked_blocks": Range(1, 1000, cap=True),
+    "finetune.seeds": SEED,
+    "finetune.num_workers": WORKERS,
+    "eval.bootstrap": Range(0, 1_000_000, cap=True),
+    "eval.confidence": Range(0.5, 0.9999),
 }
 
 
@@ -231,17 +376,13 @@ def _validate_section(name: str, section_type: type, values: dict[str, Any], sou
 
 
 def _check_range(where: str, value: Any, source: str) -> None:
-    if where not in RANGES or value is None:
+    """Raise if ``value`` (each element, for a list) is outside the range of setting ``where``."""
+    allowed = RANGES.get(where)
+    if allowed is None or value is None:
         return
-    allowed = RANGES[where]
-    if allowed == POSITIVE:
-        if value <= 0:
-            raise ConfigError(f"{source}: {where} must be positive; got {value!r}.")
-        return
-    low, high = allowed
-    if value < low or (high is not None and value > high):
-        bounds = f"at least {low:g}" if high is None else f"between {low:g} and {high:g}"
-        raise ConfigError(f"{source}: {where} must be {bounds}; got {value!r}.")
+    for label, number in ([(f"{where}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(where, value)]):
+        if not allowed.allows(number):
+            raise ConfigError(f"{source}: {label} must be {allowed.describe()}; got {_shown(number)}.")
 
 
 def _coerce(where: str, expected: Any, value: Any, source: str) -> Any:
@@ -260,36 +401,52 @@ def _coerce(where: str, expected: Any, value: Any, source: str) -> Any:
         raise errors[0]
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{source}: {where} must be one of {', '.join(map(str, args))}; got {value!r}.")
+            raise ConfigError(f"{source}: {where} must be one of {', '.join(map(str, args))}; got {_shown(value)}.")
         return value
     if origin is list:
         if isinstance(value, (int, str)) and not isinstance(value, bool):
             value = _split_list(value)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {where} must be a list; got {value!r}.")
+            raise ConfigError(f"{source}: {where} must be a list; got {_shown(value)}.")
         return [_coerce(f"{where}[{i}]", args[0], v, source) for i, v in enumerate(value)]
     if expected is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)  # YAML reads "1e-3" (no dot) as a string
+                number = float(value)
+            except OverflowError:  # an int beyond any float
+                number = math.inf
+        elif isinstance(value, str):
+            try:
+                number = float(value)  # YAML reads "1e-3" (no dot) as a string
             except ValueError:
                 pass
-        raise ConfigError(f"{source}: {where} must be a number; got {value!r}.")
+        if number is None:
+            raise ConfigError(f"{source}: {where} must be a number; got {_shown(value)}.")
+        if not math.isfinite(number):  # nan, inf, .inf, 1e999: every later comparison or step goes wrong
+            raise ConfigError(f"{source}: {where} must be a finite number; got {_shown(value)}.")
+        return number
     if expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{source}: {where} must be an integer; got {value!r}.")
+        # Floats (300.0) and numbers in exponent form ("1e20": YAML reads it as a string) are
+        # refused rather than rounded: a count written that way is more likely a mistake.
+        raise ConfigError(f"{source}: {where} must be an integer; got {_shown(value)}.")
     if expected is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{source}: {where} must be true or false; got {value!r}.")
+        raise ConfigError(f"{source}: {where} must be true or false; got {_shown(value)}.")
     if expected is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{source}: {where} must be a string; got {value!r}.")
+        raise ConfigError(f"{source}: {where} must be a string; got {_shown(value)}.")
     raise ConfigError(f"{source}: {where} has an unsupported type {expected!r}.")
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short: a hostile value must not turn the one sentence into a page."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def _split_list(value: int | str) -> list:

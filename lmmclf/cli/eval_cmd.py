@@ -30,6 +30,7 @@ def evaluate(
     With `--method all`, methods not computed yet are listed with the command that makes them.
     """
     from lmmclf.datasets import load_dataset
+    from lmmclf.evaluation.report import check_out_dir, out_dir_error
     from lmmclf.evaluation.report import evaluate as build
     from lmmclf.evaluation.tables import comparison_sentence, rich_table, write_files
 
@@ -38,21 +39,25 @@ def evaluate(
     cfg = cfg.override("eval", bootstrap=bootstrap)
     names = method or cfg.eval.methods
     pair = [p.strip() for p in compare.split(",") if p.strip()] if compare else cfg.eval.compare
+    target = Path(out_dir or cfg.eval.out_dir)
+    check_out_dir(target)  # before any work: a bad folder must not cost a --compute-missing run
     index = load_dataset(cfg, store, show_progress=not console.quiet)
     document, missing = build(cfg, index, store, names, pair, compute_missing)
     title = f"{index.name}: test accuracy"
-    target = Path(out_dir or cfg.eval.out_dir)
-    files = write_files(target, document, title)
-    if plot:
-        from lmmclf.errors import LmmclfError
-        from lmmclf.evaluation.plots import plot_curves
+    try:  # the folder can still fail now (full disk, changed meanwhile): the same sentence
+        files = write_files(target, document, title)
+        if plot:
+            from lmmclf.errors import LmmclfError
+            from lmmclf.evaluation.plots import plot_curves
 
-        try:
-            png = plot_curves(document["methods"], target / "accuracy.png", title)
-            if png:
-                files.append(png)
-        except LmmclfError as exc:
-            console.print(f"[yellow]{exc}[/]")
+            try:
+                png = plot_curves(document["methods"], target / "accuracy.png", title)
+                if png:
+                    files.append(png)
+            except LmmclfError as exc:
+                console.print(f"[yellow]{exc}[/]")
+    except OSError as exc:
+        raise out_dir_error(target, exc.strerror or str(exc)) from exc
     document["files"] = [str(path) for path in files]
     if as_json:
         print_json(document)

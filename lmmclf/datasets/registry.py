@@ -10,13 +10,14 @@ lmmclf), mapping a name to its type and root, written by ``lmmclf datasets add``
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from lmmclf.config import DatasetSection
+from lmmclf.config import DatasetSection, read_yaml_file
 from lmmclf.datasets.adapter import Adapter
 from lmmclf.datasets.bar import BarAdapter
 from lmmclf.datasets.csvmanifest import CsvAdapter
@@ -58,17 +59,35 @@ def registry_path() -> Path:
 
 
 def read_registry() -> dict[str, dict[str, str]]:
-    """The registered datasets: name -> {"type": ..., "root": ...}."""
+    """The registered datasets: name -> {"type": ..., "root": ...}.
+
+    Raises:
+        DatasetError: the file cannot be read, is not UTF-8 YAML within the limits of
+            :func:`lmmclf.config.read_yaml_file`, or an entry is not ``{type: TEXT, root: PATH}``.
+    """
     path = registry_path()
     if not path.is_file():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DatasetError(f"Dataset registry {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise DatasetError(f"Dataset registry {path} must map each name to {{type, root}}.")
-    return data
+    data = read_yaml_file(path, "Dataset registry", DatasetError)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DatasetError(f"Dataset registry {path} must map each name to {{type, root}}; fix or delete the file.")
+    # Checked here, once, so that a hand-edited `root: 123` is one sentence naming the file and
+    # entry rather than a TypeError wherever the root is used.
+    registry = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict):
+            raise DatasetError(f"Dataset registry {path}: '{name}' must map to {{type, root}}; fix or delete the file.")
+        for key in ("type", "root"):
+            value = entry.get(key)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise DatasetError(
+                    f"Dataset registry {path}: '{name}.{key}' must be {'a folder path' if key == 'root' else 'a dataset type'}"
+                    f" written as text; got {value!r:.60}."
+                )
+        registry[str(name)] = entry
+    return registry
 
 
 def register(name: str, root: str | Path, type_name: str | None = None) -> DatasetEntry:
@@ -94,10 +113,18 @@ def register(name: str, root: str | Path, type_name: str | None = None) -> Datas
     data = read_registry()
     data[name] = {"type": type_name, "root": str(root_path)}
     path = registry_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(yaml.safe_dump(data, sort_keys=True), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as exc:  # e.g. $LMMCLF_CONFIG_DIR below a regular file, a read-only folder, a full disk
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+        raise DatasetError(
+            f"Cannot write the dataset registry {path} ({exc.strerror or exc}): "
+            f"set ${CONFIG_DIR_ENV} to a writable folder."
+        ) from exc
     return DatasetEntry(name, type_name, root_path)
 
 

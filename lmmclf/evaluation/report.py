@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lmmclf.errors import MissingArtifactError
+from lmmclf.errors import MissingArtifactError, StorageError
 from lmmclf.evaluation.methods import Method
 from lmmclf.results import TrainingRun, read_runs, summarize
 
@@ -149,3 +152,32 @@ def evaluate(cfg, dataset, store, names: list[str], compare: list[str] | None = 
             raise LmmclfError(f"Cannot compare {compare[0]} and {compare[1]}: {exc}.") from exc
         document["comparison"] = comparison.to_dict()
     return document, missing
+
+
+def out_dir_error(out_dir: Path, reason: str) -> StorageError:
+    """The one sentence for an ``eval.out_dir`` that cannot take the result files."""
+    return StorageError(
+        f"eval.out_dir {out_dir} is not writable ({reason}): choose another folder with --out-dir or eval.out_dir."
+    )
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Raise :func:`out_dir_error` unless the result files can be written in ``out_dir``.
+
+    Called before any work, so that a typo'd or read-only folder costs nothing. It creates no
+    folder: it tries a temporary file in ``out_dir`` or, if that does not exist yet, in its nearest
+    existing ancestor (where the folder would be created). Trying beats ``os.access``, which a
+    read-only file system, ACLs or root make unreliable.
+    """
+    probe = Path(os.path.abspath(out_dir))
+    while not probe.exists():
+        if probe.is_symlink():  # dangling: the folder it points at would be created elsewhere
+            raise out_dir_error(out_dir, f"{probe} is a dangling symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise out_dir_error(out_dir, f"{probe} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".lmmclf-write-test-"):
+            pass
+    except OSError as exc:
+        raise out_dir_error(out_dir, exc.strerror or str(exc)) from exc
