@@ -7,7 +7,16 @@ runs can be compared), and injects faults on demand:
 ``500``, ``429`` (with ``Retry-After: 0``), ``timeout`` (answers only after ``slow_seconds``),
 ``malformed`` (a 200 with a broken JSON body), ``drop`` (closes the connection without an
 answer), ``reject`` (a 400), ``empty`` (an empty answer), ``echo_auth`` (a 400 whose body
-repeats the request's Authorization header, to prove lmmclf scrubs it).
+repeats the request's Authorization header, to prove lmmclf scrubs it), and the hostile ones:
+
+- ``echo_auth_at``: an ``echo_status`` plain-text body with the bare API key starting at
+  character ``echo_offset`` (e.g. straddling a 200-character excerpt);
+- ``echo_auth_forms``: an ``echo_status`` body holding the key raw, ``repr``- and
+  JSON-escaped, and fragments of it;
+- ``trickle``: a 200 whose headers come at once and whose body comes one byte every
+  ``trickle_interval`` seconds; ``trickle_headers``: the status line and headers that way;
+- ``huge``: a valid 200 whose answer is ``huge_bytes`` long, sent without a Content-Length;
+- ``odd:<shape>``: a 200 of valid JSON in an unexpected shape, one of :data:`ODD_SHAPES`.
 
 Faults come from a global ``script`` consumed in arrival order, and/or per image (by the
 sha256 of the image bytes) for its successive requests. The server is bounded: it stops by
@@ -24,7 +33,39 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
-FAULTS = ("ok", "500", "429", "timeout", "malformed", "drop", "reject", "empty", "echo_auth")
+FAULTS = ("ok", "500", "429", "timeout", "malformed", "drop", "reject", "empty", "echo_auth",
+          "echo_auth_at", "echo_auth_forms", "trickle", "trickle_headers", "huge")
+
+
+def _with_choice(text: str, **choice: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", **choice}]}
+
+
+# ``odd:<name>`` faults: valid JSON a careless client would crash on (text: the normal answer)
+ODD_SHAPES: dict[str, Any] = {
+    "usage_string": lambda text: {**_with_choice(text), "usage": "lots"},
+    "tokens_string": lambda text: {**_with_choice(text), "usage": {"completion_tokens": "many"}},
+    "tokens_float": lambda text: {**_with_choice(text), "usage": {"completion_tokens": 12.5}},
+    "tokens_huge": lambda text: {**_with_choice(text), "usage": {"completion_tokens": 10**40}},
+    "tokens_list": lambda text: {**_with_choice(text), "usage": {"completion_tokens": [1]}},
+    "text_int": lambda text: {"choices": [{"message": {"content": [{"type": "text", "text": 5}]}}]},
+    "parts_ok": lambda text: {"choices": [{"message": {"content": [{"type": "text", "text": text}, "junk", {"type": "image"}]}}]},
+    "no_choices": lambda text: {"id": "x", "object": "chat.completion"},
+    "choices_empty": lambda text: {"choices": []},
+    "choices_object": lambda text: {"choices": {"0": {"message": {"content": text}}}},
+    "choice_null": lambda text: {"choices": [None]},
+    "message_null": lambda text: {"choices": [{"message": None}]},
+    "message_string": lambda text: {"choices": [{"message": text}]},
+    "content_int": lambda text: {"choices": [{"message": {"content": 42}}]},
+    "content_null": lambda text: {"choices": [{"message": {"content": None, "refusal": "I cannot help with that"}}]},
+    "content_object": lambda text: {"choices": [{"message": {"content": {"text": text}}}]},
+    "not_object": lambda text: [text],
+    "string_body": lambda text: text,
+    "null_body": lambda text: None,
+    "error_object": lambda text: {"error": {"message": "model overloaded", "code": 7}},
+    "nul_in_text": lambda text: _with_choice(text + "\u0000\ud800 end"),  # json.dumps sends them as \u escapes
+    "deep": lambda text: "[" * 100_000 + "]" * 100_000,  # sent raw: nests past any recursion limit
+}
 
 
 def answer_for(image_sha256: str, prompt: str, k: int = 10) -> str:
@@ -44,13 +85,24 @@ class FakeOpenAIServer:
         lifetime: seconds after which the server shuts itself down.
         max_requests: requests after which it shuts itself down.
         k: how many descriptions the longest answers have.
+        echo_offset: where ``echo_auth_at`` puts the key in its body (characters).
+        echo_status: the HTTP status of the ``echo_auth_at`` and ``echo_auth_forms`` answers.
+        trickle_interval: seconds between two bytes of a ``trickle`` or ``trickle_headers`` answer.
+        huge_bytes: the length of a ``huge`` answer's text.
     """
 
     def __init__(self, script: Iterable[str] = (), per_image: dict[str, list[str]] | None = None,
-                 slow_seconds: float = 2.0, lifetime: float = 120.0, max_requests: int = 10_000, k: int = 10):
+                 slow_seconds: float = 2.0, lifetime: float = 120.0, max_requests: int = 10_000, k: int = 10,
+                 echo_offset: int = 0, echo_status: int = 400, trickle_interval: float = 0.5,
+                 huge_bytes: int = 8 * 2**20):
         for fault in [*script, *(f for faults in (per_image or {}).values() for f in faults)]:
-            if fault not in FAULTS:
-                raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+            if fault not in FAULTS and fault.removeprefix("odd:") not in ODD_SHAPES:
+                known = [*FAULTS, *(f"odd:{name}" for name in ODD_SHAPES)]
+                raise ValueError(f"unknown fault {fault!r} (known: {', '.join(known)})")
+        self.echo_offset = echo_offset
+        self.echo_status = echo_status
+        self.trickle_interval = trickle_interval
+        self.huge_bytes = huge_bytes
         self._lock = threading.Lock()
         self._script = list(script)
         self._per_image = {sha: list(faults) for sha, faults in (per_image or {}).items()}
@@ -137,6 +189,8 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             auth = self.headers.get("authorization", "")
             server.record({"image": sha, "fault": fault, "authorization": auth, "model": request.get("model"),
                            "max_tokens": request.get("max_tokens"), "temperature": request.get("temperature")})
+            if fault.startswith("odd:"):
+                return self._fault_odd(fault.removeprefix("odd:"), answer_for(sha, prompt, server.k))
             getattr(self, f"_fault_{fault}")(sha, prompt, request, auth)
 
         # -- the faults --------------------------------------------------------------
@@ -175,6 +229,68 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def _fault_echo_auth(self, sha, prompt, request, auth) -> None:
             self._send(400, {"error": {"message": f"bad request; you sent authorization={auth}"}})
+
+        def _fault_echo_auth_at(self, sha, prompt, request, auth) -> None:
+            key = auth.removeprefix("Bearer ")
+            text = "." * server.echo_offset + key + " was rejected; check your key."
+            self._send_raw(server.echo_status, text.encode("utf-8"), "text/plain")
+
+        def _fault_echo_auth_forms(self, sha, prompt, request, auth) -> None:
+            key = auth.removeprefix("Bearer ")
+            forms = {"header": auth, "repr": repr(auth), "json": json.dumps(auth), "prefix": key[:12],
+                     "suffix": key[-12:], "middle": key[4:16], "bytes": repr(auth.encode() + b"\r")}
+            self._send(server.echo_status, {"error": {"message": "denied", "echo": forms}})
+
+        def _fault_trickle(self, sha, prompt, request, auth) -> None:
+            text = answer_for(sha, prompt, server.k)
+            body = json.dumps(_with_choice(text)).encode("utf-8")
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.flush()
+                self._trickle(body)
+            except OSError:
+                pass  # the client gave up, as intended
+
+        def _fault_trickle_headers(self, sha, prompt, request, auth) -> None:
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"z" * 10_000 + b"\r\n\r\n"
+            self.close_connection = True
+            try:
+                self._trickle(head)
+            except OSError:
+                pass
+
+        def _trickle(self, data: bytes) -> None:
+            for i in range(len(data)):
+                if server._stopped.wait(server.trickle_interval):
+                    return
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+
+        def _fault_huge(self, sha, prompt, request, auth) -> None:
+            head = json.dumps(_with_choice("@@"))
+            before, after = head.split("@@")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")  # no Content-Length: the body ends when the connection does
+            self.end_headers()
+            self.close_connection = True
+            try:
+                self.wfile.write(before.encode())
+                chunk = b"1. a huge answer " * 4096
+                for _ in range(0, server.huge_bytes, len(chunk)):
+                    self.wfile.write(chunk)
+                self.wfile.write(after.encode())
+            except OSError:
+                pass  # the client stopped reading, as intended
+
+        def _fault_odd(self, shape: str, text: str) -> None:
+            payload = ODD_SHAPES[shape](text)
+            if shape == "deep":
+                return self._send_raw(200, payload.encode(), "application/json")
+            self._send(200, payload)
 
         # -- plumbing ----------------------------------------------------------------
         def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:

@@ -2,34 +2,52 @@
 
 This is the scale-out path: a vLLM deployment batches continuously across requests and
 spreads the model over many GPUs; lmmclf keeps ``--concurrency`` requests in flight and
-journals answers as they arrive. Images go as base64 data URLs. 429s, 5xx, timeouts, dropped
-connections and unparseable bodies are retried with exponential backoff and full jitter
-(``Retry-After`` honoured), up to ``describe.max_retries`` times; then the image is recorded
-as failed with the last reason, and retried on the next run.
+journals answers as they arrive. Images go as base64 data URLs. 408, 409, 429, 5xx, timeouts,
+dropped connections and unparseable bodies are retried with exponential backoff and full
+jitter (``Retry-After`` honoured), up to ``describe.max_retries`` times; then the image is
+recorded as failed with the last reason, and retried on the next run. What another try cannot
+fix is not retried within the run: other 4xx and 3xx answers, a request that cannot be sent,
+valid JSON without an answer (see :mod:`.openai_response`), a response over the size cap.
 
-The API key is read from the environment variable named by ``describe.api_key_env`` and
+``describe.timeout`` is a deadline for the whole request, from connecting to the last byte
+of the body (:mod:`.deadline`): a server that trickles bytes cannot hold a request longer.
+One response body is capped at :data:`MAX_RESPONSE_BYTES`; beyond it lmmclf stops reading and
+fails that image with a reason naming the cap.
+
+The API key is read from the environment variable named by ``describe.api_key_env``,
+stripped of surrounding whitespace and checked before any request (:mod:`.openai_key`); it
 lives only in the HTTP client's headers: it is never part of a key, an artifact, a journal,
-a log line or an error message (every error text is scrubbed of it; tested).
+a log line or an error message (every text from the server or the HTTP library is scrubbed of
+it, and of any 8-character fragment of it, before it is cut or formatted; tested).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
-import os
+import math
 import queue
 import random
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Iterable, Iterator
 
+from lmmclf.describe.backends import deadline
 from lmmclf.describe.backends.base import Answer, Backend, Job
+from lmmclf.describe.backends.openai_key import Scrubber, api_key_from_env
+from lmmclf.describe.backends.openai_response import NoAnswer, parse_body, storable
 from lmmclf.errors import ConfigError
 
 BACKOFF_CAP = 60.0  # seconds: the longest wait between two tries
+# One response body at most. An answer is max_new_tokens tokens of a few bytes each: 32k tokens
+# of 16 bytes, JSON-escaped, stay under 3 MiB, while a 4 MiB answer times the dataset is what
+# bloated artifacts (two 20 MB answers made an 84 MB one).
+MAX_RESPONSE_BYTES = 4 * 2**20
+_ERROR_BODY_READ = 64 * 2**10  # bytes of an error body read (only an excerpt is quoted)
+_BODY_EXCERPT = 200  # characters of an error body quoted in the failure reason (after scrubbing)
+_REASON_MAX = 400  # characters of a failure reason stored (after scrubbing)
+_RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
 _PASSTHROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-_BODY_EXCERPT = 200  # characters of an error body quoted in the failure reason
 
 
 class _Retryable(Exception):
@@ -41,7 +59,7 @@ class _Retryable(Exception):
 
 
 class _Rejected(Exception):
-    """A failure another immediate try will not fix (4xx, refused or empty answer)."""
+    """A failure another immediate try will not fix (4xx, refused, empty or oversized answer)."""
 
 
 def encode_image(path, max_side: int = 0) -> str:
@@ -92,7 +110,10 @@ class OpenAIBackend(Backend):
             raise ConfigError("The openai backend needs --base-url (describe.base_url), e.g. http://localhost:8000/v1.")
         if section.concurrency < 1:
             raise ConfigError(f"--concurrency (describe.concurrency) must be at least 1 request in flight; got {section.concurrency}.")
-        self._secret = os.environ.get(section.api_key_env) or None
+        _check_base_url(httpx, section.base_url)
+        # checked here, before any request: a key no header can carry fails every request alike
+        self._secret = api_key_from_env(section.api_key_env)
+        self._scrub = Scrubber(self._secret)
         headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
         self._httpx = httpx
         self._client = httpx.Client(
@@ -101,6 +122,7 @@ class OpenAIBackend(Backend):
             timeout=httpx.Timeout(section.timeout),
             limits=httpx.Limits(max_connections=section.concurrency, max_keepalive_connections=section.concurrency),
         )
+        deadline.install(self._client)
         self._pool = _DaemonPool(section.concurrency)
         self._stop = threading.Event()
 
@@ -145,7 +167,7 @@ class OpenAIBackend(Backend):
         try:
             image_url = encode_image(job.path, self.section.image_max_side)
         except Exception as exc:  # noqa: BLE001 - any unreadable image is that image's failure
-            return Answer(job.id, None, error=f"unreadable image {job.path}: {type(exc).__name__}: {exc}")
+            return Answer(job.id, None, error=self._reason(f"unreadable image {job.path}: {type(exc).__name__}: {exc}"))
         payload = self._payload(image_url)
         retries = 0
         while True:
@@ -153,13 +175,13 @@ class OpenAIBackend(Backend):
                 return Answer(job.id, None, error="interrupted", retries=retries)
             try:
                 text, tokens = self._request(payload)
-                return Answer(job.id, text, generated_tokens=tokens, retries=retries)
+                return Answer(job.id, self._scrub(text), generated_tokens=tokens, retries=retries)
             except _Rejected as exc:
-                return Answer(job.id, None, error=self._scrub(f"rejected: {exc}"), retries=retries)
+                return Answer(job.id, None, error=self._reason(f"rejected: {exc}"), retries=retries)
             except _Retryable as exc:
                 if retries >= self.section.max_retries:
                     reason = f"gave up after {retries + 1} tries: {exc}"
-                    return Answer(job.id, None, error=self._scrub(reason), retries=retries)
+                    return Answer(job.id, None, error=self._reason(reason), retries=retries)
                 self._stop.wait(self._delay(retries, exc.retry_after))
                 retries += 1
 
@@ -183,30 +205,60 @@ class OpenAIBackend(Backend):
 
     def _request(self, payload: dict[str, Any]) -> tuple[str, int]:
         httpx = self._httpx
+        timeout = self.section.timeout
         try:
-            response = self._client.post("chat/completions", json=payload)
-        except httpx.TransportError as exc:  # timeouts, refused or dropped connections
+            with deadline.deadline(timeout), self._client.stream("POST", "chat/completions", json=payload) as response:
+                status = response.status_code
+                ok = 200 <= status < 300
+                body = self._read(response, MAX_RESPONSE_BYTES if ok else _ERROR_BODY_READ, reject_over=ok)
+        except httpx.TimeoutException:
+            raise _Retryable(f"no complete response within describe.timeout ({timeout:g} s for the whole request)") from None
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:  # the request itself cannot be sent
+            raise _Rejected(f"the request cannot be sent: {type(exc).__name__}: {exc}") from None
+        except httpx.RequestError as exc:  # refused or dropped connections, garbled transfers
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status}: {response.text[:_BODY_EXCERPT]}", _retry_after(response))
-        if status >= 400:
-            raise _Rejected(f"HTTP {status}: {response.text[:_BODY_EXCERPT]}")
+        if not ok:
+            detail = f"HTTP {status}: {self._excerpt(body.decode('utf-8', 'replace'))}"
+            if status in _RETRYABLE_STATUS or status >= 500:
+                raise _Retryable(detail, _retry_after(response))
+            raise _Rejected(detail + (" (redirects are not followed: check --base-url)" if 300 <= status < 400 else ""))
         try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Retryable(f"unparseable response body: {response.text[:_BODY_EXCERPT]!r}") from None
-        return _answer_text(data)
+            return parse_body(body)
+        except NoAnswer as exc:
+            raise _Rejected(str(exc)) from None
+        except ValueError:
+            raise _Retryable(f"unparseable response body: {self._excerpt(body.decode('utf-8', 'replace'))!r}") from None
+
+    def _read(self, response, limit: int, reject_over: bool) -> bytes:
+        """The body up to ``limit`` bytes; beyond it, a rejection (``reject_over``) or the bytes so far."""
+        declared = response.headers.get("content-length", "")
+        if reject_over and declared.isdigit() and int(declared) > limit:
+            raise _Rejected(_over_cap(limit))
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            if deadline.passed():  # also bounds a trickle where the network backend could not be wrapped
+                raise self._httpx.ReadTimeout("the request's deadline passed")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if reject_over:
+                    raise _Rejected(_over_cap(limit))
+                break  # an error body: its start is all that is quoted
+        return b"".join(chunks)[:limit]
+
+    def _excerpt(self, text: str) -> str:
+        """The start of a server's text, scrubbed of the key *before* it is cut."""
+        return self._scrub(text)[:_BODY_EXCERPT]
+
+    def _reason(self, text: str) -> str:
+        """A failure reason fit to store and print: scrubbed, then storable, then cut."""
+        return storable(self._scrub(text))[:_REASON_MAX]
 
     def _delay(self, retries: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter; a server's Retry-After is a lower bound."""
         ceiling = min(BACKOFF_CAP, self.section.retry_backoff * (2 ** retries))
         delay = random.uniform(0.5 * ceiling, ceiling)
         return min(BACKOFF_CAP, max(delay, retry_after or 0.0))
-
-    def _scrub(self, text: str) -> str:
-        """Remove the API key from a message, whatever the server echoed back."""
-        return text.replace(self._secret, "***") if self._secret else text
 
 
 class _DaemonPool:
@@ -245,23 +297,23 @@ class _DaemonPool:
 
 def _retry_after(response) -> float | None:
     try:
-        return float(response.headers.get("retry-after", ""))
+        seconds = float(response.headers.get("retry-after", ""))
     except ValueError:
         return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _answer_text(data: Any) -> tuple[str, int]:
-    """(text, completion tokens) of a chat-completions body; raises :class:`_Rejected` when it has none."""
+def _over_cap(limit: int) -> str:
+    return (f"the response is larger than the {limit // 2**20} MiB cap on one answer "
+            "(far more than describe.max_new_tokens allows); the rest was not read")
+
+
+def _check_base_url(httpx, base_url: str) -> None:
+    """An http(s) URL with a host, or a ConfigError: any other fails every request alike."""
     try:
-        choice = data["choices"][0]
-        content = choice["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise _Rejected(f"no answer in the response: {str(data)[:_BODY_EXCERPT]}") from None
-    if isinstance(content, list):  # some servers return content parts
-        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    if choice.get("finish_reason") == "content_filter":
-        raise _Rejected("the server's content filter refused the answer")
-    if not isinstance(content, str) or not content.strip():
-        raise _Rejected("empty answer")
-    usage = data.get("usage") or {}
-    return content, int(usage.get("completion_tokens") or 0)
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"--base-url (describe.base_url) must be an http:// or https:// URL such as "
+                          f"http://localhost:8000/v1; got {base_url!r}.")
