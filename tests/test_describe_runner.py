@@ -232,8 +232,8 @@ def test_bad_shard_and_empty_selection_are_user_errors(dataset, store, counting)
     for bad in ("4/4", "x", "1/0", "-1/2"):
         with pytest.raises(LmmclfError, match="--shard"):
             parse_shard(bad)
-    for bad in (0, -2):  # -2 used to describe all but the last two images
-        with pytest.raises(LmmclfError, match="--limit"):
+    for bad in (0, -2):  # -2 used to describe all but the last two images; the config refuses both
+        with pytest.raises(LmmclfError, match="describe.limit must be at least 1"):
             run_describe(_config(backend="counting", limit=bad), dataset, store, show_progress=False)
     assert counting.calls == []
     with pytest.raises(LmmclfError, match="no test items"):
