@@ -88,18 +88,28 @@ def check(
     split: SplitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify every file (decoding what changed since the last check); exit 1 if any file is unusable."""
+    """Verify every file (decoding what changed since the last check, and every cached video frame); exit 1 if any file is unusable.
+
+    A cached middle frame that is broken is extracted again from its video and reported as
+    repaired; it does not make the check fail (the dataset is whole again afterwards).
+    """
     from lmmclf.datasets import load_dataset
 
     cfg, store = load(ctx, name)
-    index = load_dataset(cfg.override("dataset", split=split), store)
+    index = load_dataset(cfg.override("dataset", split=split), store, recheck=True)
     skipped = [{"source": s.source, "reason": s.reason} for s in index.skipped]
+    repaired = [{"frame": s.source, "reason": s.reason} for s in index.repaired]
     if json_out:
-        print_json({"name": index.name, "items": len(index.items), "skipped": skipped})
+        print_json({"name": index.name, "items": len(index.items), "skipped": skipped, "repaired": repaired})
     else:
         for entry in skipped:
             console.print(f"  unusable {entry['source']}: {entry['reason']}", soft_wrap=True)
-        console.print(f"{index.name}: {len(index.items)} usable files, {len(skipped)} unusable.")
+        for entry in repaired:
+            console.print(f"  repaired {entry['frame']}: {entry['reason']}", soft_wrap=True)
+        console.print(
+            f"{index.name}: {len(index.items)} usable files, {len(skipped)} unusable"
+            f"{f', {len(repaired)} broken cached frame(s) extracted again' if repaired else ''}."
+        )
     if skipped:
         raise typer.Exit(1)
 
@@ -119,6 +129,7 @@ def summarize(index) -> dict:
         "options": index.options,
         "skipped": len(index.skipped),
         "skipped_files": [{"source": s.source, "reason": s.reason} for s in index.skipped],
+        "repaired_frames": [{"frame": s.source, "reason": s.reason} for s in index.repaired],
         "per_class": per_class,
     }
 

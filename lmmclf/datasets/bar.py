@@ -16,7 +16,7 @@ from pathlib import Path
 from lmmclf.config import DatasetSection
 from lmmclf.datasets.adapter import Adapter
 from lmmclf.datasets.base import SkippedItem
-from lmmclf.datasets.sources import Scan, Source, class_folder_sources, media_files, require_dir, split_dirs
+from lmmclf.datasets.sources import Scan, Source, class_folder_sources, list_folder, require_dir, split_dirs
 from lmmclf.errors import DatasetError
 
 CLASSES = ["climbing", "diving", "fishing", "racing", "throwing", "vaulting"]
@@ -30,12 +30,14 @@ class BarAdapter(Adapter):
 
     def scan(self, root: Path, section: DatasetSection) -> Scan:
         require_dir(root, "the BAR release (train/ and test/)")
-        folders = split_dirs(root, "BAR")
-        if any(p.is_dir() and not p.name.startswith(".") for folder in folders.values() for p in folder.iterdir()):
-            return Scan(list(CLASSES), class_folder_sources(root, CLASSES, "BAR"))
+        listings = {split: list_folder(folder) for split, folder in split_dirs(root, "BAR").items()}
+        if any(listing.folders for listing in listings.values()):
+            sources, skipped = class_folder_sources(root, CLASSES, "BAR")
+            return Scan(list(CLASSES), sources, skipped)
         sources, skipped = [], []
-        for split, folder in folders.items():
-            for file in media_files(folder):
+        for split, listing in listings.items():
+            skipped += listing.skipped
+            for file in listing.files:
                 label = label_of(file.stem)
                 if label is None:
                     skipped.append(SkippedItem(str(file), f"file name does not start with a BAR class ({', '.join(PREFIXES)})"))

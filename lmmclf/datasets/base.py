@@ -51,6 +51,7 @@ class DatasetIndex:
     fingerprint: str
     skipped: list[SkippedItem] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    repaired: list[SkippedItem] = field(default_factory=list)  # broken cached frames, extracted again
 
     def split(self, split: str) -> list[Item]:
         """The items of one split (``"all"`` gives every item, in index order)."""

@@ -3,6 +3,11 @@
 ``label`` is the class name; classes are the sorted distinct labels. ``split`` is ``train``
 or ``test``. An optional ``id`` column names the items; otherwise the path is the id.
 The root is the CSV file itself, or a folder holding ``manifest.csv``.
+
+The dataset root for paths is the CSV's folder: a row whose path leads outside it (an absolute
+path elsewhere, ``../`` segments, a symlink to a file elsewhere) is skipped with its reason
+unless ``dataset.allow_outside_root`` is set; so is a row naming a folder, a dangling symlink
+or a symlink loop (see :mod:`lmmclf.datasets.sources`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 from lmmclf.config import DatasetSection
 from lmmclf.datasets.adapter import Adapter
 from lmmclf.datasets.base import SkippedItem
-from lmmclf.datasets.sources import Scan, Source
+from lmmclf.datasets.sources import NOT_FOUND, Scan, Source, file_problem, listed_path, listed_reason, outside_root
 from lmmclf.errors import DatasetError
 
 REQUIRED = ("path", "label", "split")
@@ -36,13 +41,16 @@ class CsvAdapter(Adapter):
             split = row["split"].lower()
             if split not in ("train", "test"):
                 raise DatasetError(f"{manifest} line {line}: split must be train or test, got {row['split']!r}.")
-            path = (manifest.parent / row["path"]).resolve()
+            # `..` resolved on the text, not by the kernel (see listed_path); symlinks are kept
+            path = listed_path(manifest.parent, row["path"])
             item_id = row.get("id") or row["path"]
             if item_id in seen:
                 raise DatasetError(f"{manifest} line {line}: id {item_id!r} appears twice.")
             seen.add(item_id)
-            if not path.is_file():
-                skipped.append(SkippedItem(str(path), f"listed in {manifest.name} line {line} but missing"))
+            problem = outside_root(manifest.parent, path, section.allow_outside_root) or file_problem(path)
+            if problem is not None:
+                problem = "missing" if problem == NOT_FOUND else problem  # the wording users know
+                skipped.append(SkippedItem(str(path), listed_reason(manifest.name, line, problem)))
                 continue
             sources.append(Source(item_id, path, index[row["label"]], split))
         return Scan(class_names, sources, skipped)

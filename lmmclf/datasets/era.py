@@ -17,7 +17,7 @@ from pathlib import Path
 from lmmclf.config import DatasetSection
 from lmmclf.console import console
 from lmmclf.datasets.adapter import Adapter
-from lmmclf.datasets.sources import Scan, class_folder_sources, require_dir, split_dirs
+from lmmclf.datasets.sources import Scan, class_folder_sources, list_folder, require_dir, split_dirs
 from lmmclf.errors import DatasetError
 
 # The paper's 25 events (Mou et al. 2020, Fig. 2), alphabetical.
@@ -45,7 +45,7 @@ class EraAdapter(Adapter):
         require_dir(root, "the ERA release (Train/ and Test/)")
         folders = split_dirs(root, "ERA")
         per_split = {
-            split: sorted((p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=str.lower)
+            split: sorted((p.name for p in list_folder(folder).folders), key=str.lower)
             for split, folder in folders.items()
         }
         train, test = per_split["train"], per_split["test"]
@@ -58,5 +58,5 @@ class EraAdapter(Adapter):
                 f"[yellow]ERA at {root} has {len(train)} class folders"
                 f"{'; not ERA events: ' + ', '.join(unknown) if unknown else ''} (expected the 25 ERA events).[/]"
             )
-        sources = class_folder_sources(root, train, "ERA", video_dataset=True)
-        return Scan(train, sources)
+        sources, skipped = class_folder_sources(root, train, "ERA", video_dataset=True)
+        return Scan(train, sources, skipped)

@@ -8,6 +8,11 @@ order, counted by decoding every frame. Container frame counts are not used: AVI
 Cache: ``<cache root>/frames/<sha256 of the video bytes>.<png|jpg>``. Each frame is written to
 a temp file beside its final name and moved into place with ``os.replace``, so an interrupted
 run leaves only whole frames, and the next run decodes just the videos still missing.
+
+A cached frame is checked before it is trusted: here, whenever the video is hashed again (a
+frame that does not decode is extracted again and reported as repaired), and in the loader,
+whose file-hash memo remembers each verified frame by size and mtime (a frame whose stat
+changed is decoded again; ``datasets check`` decodes every frame and compares its bytes).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+
+from lmmclf.hashing import hash_file
 
 # Bump when the definition of the middle frame (or how it is written) changes: it is part of
 # every video dataset's fingerprint, so old artifacts stop matching.
@@ -36,6 +44,8 @@ class FrameResult:
     frame: str | None  # the cached frame file, None on failure
     error: str | None  # why the video could not be used
     decoded: bool  # False when the frame was already in the cache
+    frame_sha256: str | None = None  # of the cached frame's bytes, verified to decode
+    repaired: str | None = None  # why a cached frame was replaced (it did not decode)
 
 
 def frames_dir(cache_root: Path) -> Path:
@@ -85,24 +95,39 @@ def middle_frame(data: bytes):
 def extract_one(video: str, cache_root: str, frame_format: str) -> FrameResult:
     """Hash a video, and cache its middle frame unless a frame of the same bytes exists.
 
-    Runs in a worker process; never raises for a bad video (the error is returned).
+    Runs in a worker process; never raises for a bad or unreadable video (the error is
+    returned). A cached frame that does not decode is replaced, and says why in ``repaired``.
 
     Args:
         video: the video file.
         cache_root: the artifact cache root.
         frame_format: ``"png"`` or ``"jpg"``.
     """
-    data = Path(video).read_bytes()
+    from lmmclf.datasets.fingerprint import NOTE_BAD, hash_and_verify  # it imports this module
+
+    try:
+        data = Path(video).read_bytes()
+    except OSError as exc:  # vanished or unreadable since it was listed: this item's problem
+        return FrameResult(video, "", None, f"cannot read video: {exc.strerror or exc}", False)
     sha = hashlib.sha256(data).hexdigest()
     target = frame_path(Path(cache_root), sha, frame_format)
+    repaired = None
     if target.exists():
-        return FrameResult(video, sha, str(target), None, False)
+        try:
+            frame_sha, note = hash_and_verify(str(target))
+        except OSError as exc:  # a folder or an unreadable file under the frame's name
+            frame_sha, note = "", f"{NOTE_BAD}cannot be read ({exc.strerror or exc})"
+        if not note.startswith(NOTE_BAD):
+            return FrameResult(video, sha, str(target), None, False, frame_sha)
+        repaired = note[len(NOTE_BAD):]
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)  # os.replace cannot overwrite a folder
     try:
         image = middle_frame(data).convert("RGB")
     except Exception as exc:  # any decoder failure is a property of this file, reported per item
-        return FrameResult(video, sha, None, _reason(exc), True)
+        return FrameResult(video, sha, None, _reason(exc), True, None, repaired)
     write_atomic(image, target, frame_format)
-    return FrameResult(video, sha, str(target), None, True)
+    return FrameResult(video, sha, str(target), None, True, hash_file(target), repaired)
 
 
 def extract_many(videos: list[str], cache_root: str, frame_format: str) -> list[FrameResult]:

@@ -7,6 +7,12 @@ Steps, shared by every adapter:
    middle frames extracted once (cached by content), in parallel with a progress bar;
 4. unusable files are skipped with their reason and reported in one line;
 5. items are ordered by class, then id, and fingerprinted.
+
+Cached middle frames are trusted only once verified: the memo remembers each frame that
+decoded, by size and mtime, so a frame that changed (truncated, overwritten) is decoded again
+and, if broken, extracted again from its video and reported (``DatasetIndex.repaired``).
+``recheck=True`` (``datasets check``) decodes every cached frame and compares its bytes with
+the ones remembered, which also finds damage that kept the file's size and mtime.
 """
 
 from __future__ import annotations
@@ -41,13 +47,14 @@ class _Resolved:
     image: Path
 
 
-def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True) -> DatasetIndex:
+def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True, recheck: bool = False) -> DatasetIndex:
     """Load ``cfg.dataset.name``: classes, verified items, skipped items, fingerprint.
 
     Args:
         cfg: the experiment config (its dataset section: name, root, type, split, frame options).
         store: the artifact store (its root holds the frames cache and the file-hash memo).
         show_progress: draw progress bars for hashing and frame extraction.
+        recheck: decode every cached middle frame again, whatever the memo says (``datasets check``).
 
     Raises:
         DatasetError: unknown name, missing root or split file, malformed layout, empty split.
@@ -61,8 +68,11 @@ def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True) -> Da
         images = [s for s in scan.sources if not s.is_video]
         videos = [s for s in scan.sources if s.is_video]
         resolved, skipped = _resolve_images(images, memo, show_progress)
+        repaired: list[SkippedItem] = []
         if videos:
-            got, lost = _resolve_videos(videos, memo, store.root, section.frame_format, section.decode_workers, show_progress)
+            got, lost, repaired = _resolve_videos(
+                videos, memo, store.root, section.frame_format, section.decode_workers, show_progress, recheck
+            )
             resolved += got
             skipped += lost
     finally:
@@ -87,8 +97,10 @@ def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True) -> Da
         ),
         skipped=sorted(scan.skipped + skipped, key=lambda s: s.source),
         options=options,
+        repaired=sorted({r.source: r for r in repaired}.values(), key=lambda s: s.source),  # one note per frame
     )
     report_skipped(index)
+    report_repaired(index)
     return index
 
 
@@ -106,23 +118,48 @@ def _resolve_images(sources: list[Source], memo: FileHashCache, show_progress: b
     """Hash (and verify, the first time) every image; memo hits cost one stat each."""
     resolved, skipped, todo = [], [], []
     for source in sources:
-        hit = memo.lookup(source.path)
+        hit = _lookup(memo, source.path)
         if hit is None or hit[1] is None or not hit[1].startswith(("image-ok", "image-bad")):
             todo.append(source)
         else:
             _collect_image(source, hit[0], hit[1], resolved, skipped)
+    # stat before reading: a file that changes while it is read (a copy in progress) is
+    # remembered with its older stat, so the next run reads it again
+    stats, todo = _stat_all(todo, skipped)
     if todo:
         with ThreadPoolExecutor(_HASH_THREADS) as pool, _Recorder(memo, "hash + check images", len(todo), show_progress) as recorder:
-            # stat before reading: a file that changes while it is read (a copy in progress) is
-            # remembered with its older stat, so the next run reads it again
-            stats = {s.path: os.stat(s.path) for s in todo}
             futures = {pool.submit(fp.hash_and_verify, str(s.path)): s for s in todo}
             for future in as_completed(futures):
                 source = futures[future]
-                sha, note = future.result()
+                try:
+                    sha, note = future.result()
+                except OSError as exc:  # vanished or unreadable since it was listed: not remembered
+                    skipped.append(SkippedItem(str(source.path), f"cannot be read ({exc.strerror or exc})"))
+                    continue
                 recorder.record(source.path, sha, note, stats[source.path])
                 _collect_image(source, sha, note, resolved, skipped)
     return resolved, skipped
+
+
+def _lookup(memo: FileHashCache, path: Path):
+    """The memo's (sha256, note) for ``path``, or None (also when the file cannot be stat'ed now)."""
+    try:
+        return memo.lookup(path)
+    except OSError:
+        return None
+
+
+def _stat_all(sources: list[Source], skipped: list[SkippedItem]) -> tuple[dict, list[Source]]:
+    """``os.stat`` of each source, and the sources that could be stat'ed (the others are skipped)."""
+    stats, kept = {}, []
+    for source in sources:
+        try:
+            stats[source.path] = os.stat(source.path)
+        except OSError as exc:  # removed or broken since the adapter listed it
+            skipped.append(SkippedItem(str(source.path), f"cannot be read ({exc.strerror or exc})"))
+            continue
+        kept.append(source)
+    return stats, kept
 
 
 def _collect_image(source, sha, note, resolved, skipped) -> None:
@@ -132,24 +169,37 @@ def _collect_image(source, sha, note, resolved, skipped) -> None:
         resolved.append(_Resolved(source, sha, source.path))
 
 
-def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers: int, show_progress: bool):
-    """Hash every video and make sure its middle frame is cached, decoding only what is missing."""
-    resolved, skipped, todo = [], [], []
+def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers: int, show_progress: bool, recheck: bool = False):
+    """Hash every video and make sure its middle frame is cached and sound, decoding only what is missing.
+
+    Returns:
+        (resolved, skipped, repaired): ``repaired`` lists cached frames found broken and extracted again.
+    """
+    resolved, skipped, todo, unverified = [], [], [], []
     for source in sources:
-        hit = memo.lookup(source.path)
+        hit = _lookup(memo, source.path)
+        frame = frame_path(cache_root, hit[0], frame_format) if hit is not None else None
         if hit is not None and hit[1] and hit[1].startswith(fp.VIDEO_BAD):
             skipped.append(SkippedItem(str(source.path), hit[1][len(fp.VIDEO_BAD):]))
-        elif hit is not None and frame_path(cache_root, hit[0], frame_format).exists():
-            resolved.append(_Resolved(source, hit[0], frame_path(cache_root, hit[0], frame_format)))
+        elif frame is not None and frame.exists():
+            known = _lookup(memo, frame)
+            if not recheck and known is not None and known[1] == fp.NOTE_OK:
+                resolved.append(_Resolved(source, hit[0], frame))
+            else:
+                unverified.append((source, hit[0], frame, known[0] if known and known[1] == fp.NOTE_OK else None))
         else:
             todo.append(source)
+    repaired = _verify_frames(unverified, memo, show_progress, resolved, todo)
     if not todo:
-        return resolved, skipped
+        return resolved, skipped, repaired
     by_path: dict[str, list[Source]] = {}  # a list: a manifest may name one file under two ids
+    stats, todo = _stat_all(todo, skipped)  # before reading (see _resolve_images)
+    if not todo:
+        return resolved, skipped, repaired
     for s in todo:
         by_path.setdefault(str(s.path), []).append(s)
-    stats = {s.path: os.stat(s.path) for s in todo}  # before reading (see _resolve_images)
     decoded = 0
+    verified: list[tuple[Path, str]] = []
     count = min(decode_workers(workers), len(todo))
     size = _chunk_size(len(todo), count)
     chunks = [[str(s.path) for s in todo[i : i + size]] for i in range(0, len(todo), size)]
@@ -159,15 +209,89 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
             for result in future.result():
                 source = by_path[result.video].pop()
                 decoded += result.decoded
+                if result.repaired:
+                    repaired.append(_repair_note(frame_path(cache_root, result.sha256, frame_format), source, result.repaired))
                 if result.error:
-                    recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error, stats[source.path])
+                    if result.sha256:  # a decoder's verdict is remembered; a failed read is not
+                        recorder.record(source.path, result.sha256, fp.VIDEO_BAD + result.error, stats[source.path])
                     skipped.append(SkippedItem(result.video, result.error))
                 else:
                     recorder.record(source.path, result.sha256, fp.VIDEO_OK, stats[source.path])
+                    verified.append((Path(result.frame), result.frame_sha256))  # the worker decoded it
                     resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
+    _remember_frames(memo, verified)
     if decoded:
         console.print(f"Decoded {decoded} video(s); middle frames cached under {cache_root / 'frames'}.")
-    return resolved, skipped
+    return resolved, skipped, repaired
+
+
+def _remember_frames(memo: FileHashCache, frames: list[tuple[Path, str]]) -> None:
+    """Remember cached frames the workers verified, so the next run trusts them after one stat."""
+    rows = []
+    for frame, sha in frames:
+        try:
+            rows.append((frame, sha, fp.NOTE_OK, os.stat(frame)))
+        except OSError:  # gone already (another process repairing it): checked again next run
+            continue
+    memo.remember_many(rows)
+
+
+def _verify_frames(unverified, memo: FileHashCache, show_progress: bool, resolved: list, todo: list) -> list[SkippedItem]:
+    """Decode cached frames the memo cannot vouch for; sound ones join ``resolved``, broken ones
+    are removed and their videos join ``todo`` (extracted again). Returns the repair notes.
+
+    Args:
+        unverified: (source, video sha256, frame path, sha256 the memo remembers for the frame or None).
+    """
+    repaired: list[SkippedItem] = []
+    if not unverified:
+        return repaired
+    users: dict[Path, list[tuple[Source, str]]] = {}  # one frame may stand for several sources
+    known_sha = {}
+    for source, sha, frame, known in unverified:
+        users.setdefault(frame, []).append((source, sha))
+        known_sha[frame] = known
+    with ThreadPoolExecutor(_HASH_THREADS) as pool, _Recorder(memo, "check cached frames", len(users), show_progress) as recorder:
+        futures = {pool.submit(_check_frame, frame, known_sha[frame]): frame for frame in users}
+        for future in as_completed(futures):
+            frame = futures[future]
+            frame_sha, problem, stat = future.result()
+            if problem is None:
+                recorder.record(frame, frame_sha, fp.NOTE_OK, stat)
+                resolved.extend(_Resolved(source, sha, frame) for source, sha in users[frame])
+                continue
+            _discard(frame)  # extracted again below, then written atomically
+            repaired.append(_repair_note(frame, users[frame][0][0], problem))
+            todo.extend(source for source, _ in users[frame])
+    return repaired
+
+
+def _check_frame(frame: Path, known_sha: str | None) -> tuple[str, str | None, os.stat_result | None]:
+    """(sha256, why the cached frame is broken or None, its stat before reading)."""
+    try:
+        stat = os.stat(frame)
+        sha, note = fp.hash_and_verify(str(frame))
+    except OSError as exc:
+        return "", f"cannot be read ({exc.strerror or exc})", None
+    if note.startswith(fp.NOTE_BAD):
+        return sha, note[len(fp.NOTE_BAD):], stat
+    if known_sha is not None and known_sha != sha:  # same size and mtime, other bytes: bit rot
+        return sha, "its bytes changed since it was written", stat
+    return sha, None, stat
+
+
+def _discard(frame: Path) -> None:
+    """Remove a broken cached frame (even a folder someone left under its name): the cache is ours."""
+    if frame.is_dir() and not frame.is_symlink():
+        import shutil
+
+        shutil.rmtree(frame, ignore_errors=True)
+    else:
+        frame.unlink(missing_ok=True)
+
+
+def _repair_note(frame: Path, source: Source, problem: str) -> SkippedItem:
+    return SkippedItem(str(frame), f"cached middle frame of {source.path} was broken ({problem}); extracted again")
 
 
 def decode_workers(configured: int) -> int:
@@ -240,6 +364,15 @@ class _Recorder:
             self.flush()
         finally:
             self.bar.__exit__(*exc)
+
+
+def report_repaired(index: DatasetIndex) -> None:
+    """One line naming the cached frames that were broken and extracted again."""
+    if not index.repaired:
+        return
+    first = "; ".join(f"{s.source} ({s.reason})" for s in index.repaired[:REPORT_FIRST])
+    more = f"; and {len(index.repaired) - REPORT_FIRST} more" if len(index.repaired) > REPORT_FIRST else ""
+    console.print(f"[yellow]Repaired {len(index.repaired)} broken cached frame(s) of {index.name}:[/] {first}{more}.", soft_wrap=True)
 
 
 def report_skipped(index: DatasetIndex) -> None:

@@ -4,10 +4,19 @@ An adapter's only job is to read a release's layout and list its :class:`Source`
 image, or a video whose middle frame becomes the image) with labels and splits, in the
 release's class order. Hashing, verification, frame extraction and the fingerprint are
 shared by every adapter (:mod:`lmmclf.datasets.loader`), so they behave the same everywhere.
+
+Hostile or broken entries are each their own problem, never the whole dataset's: a listed or
+found entry that is a folder, a dangling symlink, a symlink loop or not a regular file is
+skipped with its reason (:func:`file_problem`, :func:`list_folder`), and a listed path that
+leads outside the dataset root is skipped unless ``dataset.allow_outside_root`` is set
+(:func:`listed_path`, :func:`outside_root`; the rule is in docs/datasets.md).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,14 +102,129 @@ def split_dirs(root: Path, what: str) -> dict[str, Path]:
     return found
 
 
-def media_files(folder: Path) -> list[Path]:
-    """Image and video files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_media(p))
+NOT_FOUND = "not found"
+IS_FOLDER = "is a folder, not a file"
+OUTSIDE_HINT = "set dataset.allow_outside_root: true to read it"
+
+
+def file_problem(path: Path) -> str | None:
+    """None if ``path`` is a regular file this process can read, else why not (a predicate:
+    "not found", "is a symlink loop", ...).
+
+    Everything that would make reading the file raise (``IsADirectoryError``, ``ELOOP``,
+    ``FileNotFoundError`` through a dangling symlink) or block (a named pipe) is caught here,
+    before any worker opens it.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "is a dangling symlink (its target is missing)" if os.path.islink(path) else NOT_FOUND
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(info.st_mode):
+        return IS_FOLDER
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a pipe, socket or device)"
+    if not os.access(path, os.R_OK):
+        return "is not readable (permission denied)"
+    return None
+
+
+def listed_reason(listing: str, line: int, problem: str) -> str:
+    """The skip reason of a listed entry: ``listed in <file> line <n> but <problem>``."""
+    return f"listed in {listing} line {line} but {problem}"
+
+
+def _under(path: str, folder: str) -> bool:
+    """True if ``path`` is ``folder`` or inside it (both absolute and normalised)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def listed_path(base: Path, listed: str) -> Path:
+    """The file a listing line names, relative to ``base``, with ``..`` resolved on the text.
+
+    Resolving ``..`` here (not by the kernel) matters: the kernel resolves ``link/..`` to the
+    parent of the link's *target*, so an entry like ``a/link/../../x`` could leave the root
+    although its text stays inside it. Absolute entries are kept as they are.
+    """
+    return Path(os.path.normpath(os.path.join(os.path.abspath(base), listed)))
+
+
+def outside_root(base: Path, path: Path, allow: bool) -> str | None:
+    """Why a listed ``path`` (from :func:`listed_path`) may not be read, or None if it may.
+
+    The rule: the path's text must stay inside ``base``; and following symlinks, the file must
+    lie inside the real ``base`` or inside the real folder that holds it. So a symlinked root
+    and symlinked folders (class folders on another disk) work, while a listed entry that is
+    itself a symlink to a file outside the root does not.
+
+    Args:
+        base: the folder the listing's paths are relative to (the dataset root).
+        path: the file the entry names.
+        allow: ``dataset.allow_outside_root``: every path may be read.
+    """
+    if allow:
+        return None
+    root = os.path.normpath(os.path.abspath(base))
+    if not _under(str(path), root):
+        return f"lies outside the dataset root {root} ({OUTSIDE_HINT})"
+    if not os.path.exists(path):
+        return None  # nothing is read; the caller says it is missing or a dangling symlink
+    real = os.path.realpath(path)
+    if not (_under(real, os.path.realpath(root)) or _under(real, os.path.realpath(path.parent))):
+        return f"is a symlink to {real}, outside the dataset root {root} ({OUTSIDE_HINT})"
+    return None
+
+
+@dataclass
+class Listing:
+    """The visible entries of one folder: sub-folders, media files, and entries that cannot be used."""
+
+    folders: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
+
+
+def list_folder(folder: Path) -> Listing:
+    """Sort the visible entries of ``folder`` into sub-folders, media files and skipped entries.
+
+    Skipped, with the reason: a dangling or looping symlink of any name (it may be a class folder
+    on an unmounted disk), a media-named entry that is not a regular readable file, and a folder
+    symlink leading back to ``folder`` or above it (a loop: as a class it would be empty or
+    would hold the dataset itself). Other files (README.txt) are ignored, as before.
+    """
+    listing = Listing()
+    here = os.path.realpath(folder)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:  # e.g. a class folder without read permission: its problem, not the dataset's
+        listing.skipped.append(SkippedItem(str(folder), f"cannot be listed ({exc.strerror or exc})"))
+        return listing
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        problem = file_problem(entry)
+        if problem is None:
+            if is_media(entry):
+                listing.files.append(entry)
+        elif problem == IS_FOLDER:
+            target = os.path.realpath(entry)
+            if _under(here, target):
+                listing.skipped.append(
+                    SkippedItem(str(entry), f"is a symlink to {target}, which holds it (a loop); not used as a folder")
+                )
+            else:
+                listing.folders.append(entry)
+        elif entry.is_symlink() or is_media(entry):
+            listing.skipped.append(SkippedItem(str(entry), problem))
+    return listing
 
 
 def class_folder_sources(
     root: Path, class_names: list[str], what: str, strict_classes: bool = True, video_dataset: bool = False
-) -> list[Source]:
+) -> tuple[list[Source], list[SkippedItem]]:
     """Sources of a ``<split>/<class>/<file>`` layout with a known class list.
 
     Args:
@@ -109,11 +233,16 @@ def class_folder_sources(
         what: the layout's name, for messages.
         strict_classes: a class folder not in ``class_names`` is an error (else it is ignored).
         video_dataset: ids drop every extension (see :func:`source_id`).
+
+    Returns:
+        the sources, and the entries skipped with their reasons (see :func:`list_folder`).
     """
     lower = {name.lower(): index for index, name in enumerate(class_names)}
-    sources = []
+    sources, skipped = [], []
     for split, folder in split_dirs(root, what).items():
-        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        split_listing = list_folder(folder)
+        skipped += split_listing.skipped
+        for class_dir in split_listing.folders:
             label = lower.get(class_dir.name.lower())
             if label is None:
                 if strict_classes:
@@ -122,10 +251,12 @@ def class_folder_sources(
                         f"({', '.join(class_names)})."
                     )
                 continue
-            for file in media_files(class_dir):
+            class_listing = list_folder(class_dir)
+            skipped += class_listing.skipped
+            for file in class_listing.files:
                 rel = file.relative_to(root).as_posix()
                 sources.append(Source(source_id(rel, file, video_dataset), file, label, split))
-    return sources
+    return sources, skipped
 
 
 def source_id(relative: str, path: Path, video_dataset: bool = False) -> str:

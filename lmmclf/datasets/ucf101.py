@@ -14,16 +14,34 @@ carry a 1-based label that must agree with the folder; ``testlist0N.txt`` lines 
 kept: the folder ``HandstandPushups`` holds ``v_HandStandPushups_*`` files and the lists use
 that mixed spelling; a listed file whose case differs from the file on disk is found by a
 case-insensitive match within its class folder.
+
+A listed entry that cannot be read (missing, a folder named ``*.avi``, a dangling symlink, a
+symlink loop, a pipe) or whose path leads outside the videos folder (``YoYo/../../x.png``, a
+symlink to a file elsewhere) is skipped with its reason; the rest of the dataset loads
+(:mod:`lmmclf.datasets.sources`; ``dataset.allow_outside_root`` lifts the second check).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from lmmclf.config import DatasetSection
 from lmmclf.datasets.adapter import Adapter
 from lmmclf.datasets.base import SkippedItem
-from lmmclf.datasets.sources import IMAGE_SUFFIXES, Scan, Source, child_ci, require_dir, source_id
+from lmmclf.datasets.sources import (
+    IMAGE_SUFFIXES,
+    NOT_FOUND,
+    Scan,
+    Source,
+    child_ci,
+    file_problem,
+    listed_path,
+    listed_reason,
+    outside_root,
+    require_dir,
+    source_id,
+)
 from lmmclf.errors import DatasetError
 
 LISTS_DIR = "ucfTrainTestlist"
@@ -47,9 +65,16 @@ class Ucf101Adapter(Adapter):
         for split, name in (("train", f"trainlist0{section.split}.txt"), ("test", f"testlist0{section.split}.txt")):
             entries = read_split_file(lists / name, class_names, labelled=split == "train")
             for line, relative, label in entries:
-                path = finder.find(relative)
-                if path is None:
-                    skipped.append(SkippedItem(str(videos / relative), f"listed in {name} line {line} but not found"))
+                listed = listed_path(videos, relative)
+                # the text first (`..`, absolute paths), then the file found (it may be a symlink)
+                outside = outside_root(videos, listed, section.allow_outside_root)
+                path, problem = (None, "") if outside else finder.find(listed)
+                if path is not None:
+                    outside = outside_root(videos, path, section.allow_outside_root)
+                if label is None and not outside:
+                    outside = "is not in a class folder named in classInd.txt"
+                if outside or path is None:
+                    skipped.append(SkippedItem(str(listed), listed_reason(name, line, outside or problem)))
                     continue
                 sources.append(Source(source_id(relative, Path(relative), video_dataset=True), path, label, split))
         return Scan(class_names, sources, skipped, options={"split": section.split})
@@ -99,8 +124,12 @@ def read_class_index(path: Path) -> list[str]:
     return names
 
 
-def read_split_file(path: Path, class_names: list[str], labelled: bool) -> list[tuple[int, str, int]]:
+def read_split_file(path: Path, class_names: list[str], labelled: bool) -> list[tuple[int, str, int | None]]:
     """(line number, relative path, 0-based label) for every entry of a train/test list.
+
+    An absolute path (not in the release; a hostile or hand-made list) takes its class from
+    its parent folder, and gets the label None when that is no class: the adapter skips it
+    (it lies outside the dataset root) instead of failing the whole list.
 
     Args:
         path: ``trainlist0N.txt`` or ``testlist0N.txt``.
@@ -113,13 +142,14 @@ def read_split_file(path: Path, class_names: list[str], labelled: bool) -> list[
     for number, line in _lines(path):
         parts = line.split()
         relative = parts[0].replace("\\", "/")
-        folder = relative.split("/", 1)[0] if "/" in relative else None
+        absolute = relative.startswith("/")
+        folder = Path(relative).parent.name if absolute else relative.split("/", 1)[0] if "/" in relative else None
         if folder is None:
             raise DatasetError(f"{path} line {number}: expected '<Class>/<video>.avi', got {line!r}.")
         label = index.get(folder, lower.get(folder.lower()))
-        if label is None:
+        if label is None and not absolute:
             raise DatasetError(f"{path} line {number}: class '{folder}' is not in classInd.txt.")
-        if labelled:
+        if labelled and label is not None:
             if len(parts) < 2 or not parts[1].isdigit():
                 raise DatasetError(f"{path} line {number}: expected '<Class>/<video>.avi <index>', got {line!r}.")
             if int(parts[1]) != label + 1:
@@ -137,28 +167,41 @@ class _FileFinder:
     """Finds a listed file (or its extracted frame), exactly or ignoring case, within its class folder."""
 
     def __init__(self, videos: Path):
-        self.videos = videos
+        self.videos = Path(os.path.abspath(videos))  # compared with listed_path's absolute paths
         self._folders: dict[str, dict[str, Path]] = {}
 
-    def _listing(self, folder: str) -> dict[str, Path]:
-        key = folder.lower()
+    def _listing(self, folder: Path) -> dict[str, Path]:
+        """Entries of ``folder`` by lower-case name; a class folder of the release is matched ignoring case."""
+        key = str(folder).lower()
         if key not in self._folders:
-            directory = child_ci(self.videos, folder)
+            directory = child_ci(self.videos, folder.name) if folder.parent == self.videos else folder
             files = {}
-            if directory is not None and directory.is_dir():
-                for path in directory.iterdir():
+            try:
+                for path in sorted(directory.iterdir()) if directory is not None and directory.is_dir() else ():
                     files.setdefault(path.name.lower(), path)
+            except OSError:  # an unreadable class folder: its entries are reported as not found
+                pass
             self._folders[key] = files
         return self._folders[key]
 
-    def find(self, relative: str) -> Path | None:
-        exact = self.videos / relative
-        if exact.is_file():
-            return exact
-        folder, name = relative.split("/", 1)
-        files = self._listing(folder)
-        stem = Path(name).stem.lower()
-        for candidate in (name.lower(), *(stem + suffix for suffix in IMAGE_SUFFIXES)):
+    def find(self, listed: Path) -> tuple[Path | None, str]:
+        """The readable file for ``listed`` (a path from :func:`listed_path`), or None and why not.
+
+        The case-insensitive fallback takes the first candidate that is a readable regular file:
+        a folder named ``x.avi``, a dangling symlink or a loop is never returned (reading it
+        would abort the whole load), but its problem is the reason given when nothing fits.
+        """
+        problem = file_problem(listed)
+        if problem is None:
+            return listed, ""
+        found = problem
+        files = self._listing(listed.parent)
+        stem = Path(listed.name).stem.lower()
+        for candidate in dict.fromkeys((listed.name.lower(), *(stem + suffix for suffix in IMAGE_SUFFIXES))):
             if candidate in files:
-                return files[candidate]
-        return None
+                problem = file_problem(files[candidate])
+                if problem is None:
+                    return files[candidate], ""
+                if found == NOT_FOUND:
+                    found = problem
+        return None, found
