@@ -145,3 +145,32 @@ def test_damaged_file_hash_memo(experiment, runner, full):
             side.unlink()
         memo.write_bytes(damaged)
         _pipeline_heals(runner, base, [["datasets", "info", "pets"], ["probe", "--features", "concat"]])
+
+
+@pytest.mark.parametrize("full", [False, FULL])
+def test_damaged_cached_frame(tmp_path, runner, store, full):
+    from lmmclf.datasets.frames import frames_dir
+    from lmmclf.testing.layouts import make_ucf101
+
+    root = make_ucf101(tmp_path / "UCF101", groups=3, clips=1, n_frames=4)
+    base = ["datasets"]
+    assert runner.invoke(app, [*base, "add", "ucf101", "--root", str(root)]).exit_code == 0
+    assert runner.invoke(app, [*base, "info", "ucf101"]).exit_code == 0
+    frame = sorted(frames_dir(store.root).glob("*.png"))[0]
+    pristine = frame.read_bytes()
+    for name, damaged in _chosen(pristine, 11, full).items():
+        frame.write_bytes(damaged)
+        for command in (["info", "ucf101"], ["check", "ucf101"]):
+            result = runner.invoke(app, [*base, *command])
+            _clean(result)
+            assert result.exit_code == 0, f"{name}: {result.output}"
+        assert _pixels(frame.read_bytes()) == _pixels(pristine), name  # bytes after the PNG's end change nothing
+
+
+def _pixels(data: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB").tobytes()
