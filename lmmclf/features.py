@@ -7,12 +7,15 @@ position. With ``normalize`` every embedding is L2-normalised first (each descri
 it is averaged); the papers use raw embeddings, so it is off by default.
 
 Items whose image could not be read are dropped (counted); items without any valid description
-keep a zero text vector (counted), so that every method is tested on the same images.
+keep a zero text vector (counted), so that every method is tested on the same images. Because
+such a method is then partly image-only, :func:`require_descriptions` refuses it when more than
+``embed.max_missing_descriptions`` of the train or the test images lack descriptions (a failed
+describe run must not pass for a text result).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,6 +52,44 @@ def needs_text(kind: str) -> bool:
     return FEATURE_KINDS[kind][0]
 
 
+def description_coverage(ids: list[str], splits, has_text: dict[str, bool], only: tuple[str, ...] = ("train", "test")) -> dict[str, tuple[int, int]]:
+    """split -> (images without a valid description, images), over ``ids`` (an id absent from ``has_text`` has none).
+
+    Args:
+        ids: the images that count.
+        splits: each image's split.
+        has_text: id -> whether it has at least one valid description.
+        only: the splits reported.
+    """
+    coverage = {split: [0, 0] for split in only}
+    for item_id, split in zip(ids, splits):
+        if split in coverage:
+            coverage[split][1] += 1
+            coverage[split][0] += 0 if has_text.get(item_id, False) else 1
+    return {split: (missing, total) for split, (missing, total) in coverage.items()}
+
+
+def require_descriptions(coverage: dict[str, tuple[int, int]], limit: float, uses: str, dataset: str) -> None:
+    """Refuse a method that uses descriptions when too many of its train or test images have none.
+
+    Args:
+        coverage: from :func:`description_coverage`.
+        limit: ``embed.max_missing_descriptions``, the largest share accepted per split.
+        uses: what needs the descriptions, e.g. "Features 'concat'" (starts the sentence).
+        dataset: the dataset's name (for the command in the hint).
+
+    Raises:
+        LmmclfError: one sentence naming the split, the share, the setting and how to go on.
+    """
+    for split, (missing, total) in coverage.items():
+        if total and missing / total > limit:
+            raise LmmclfError(
+                f"{uses} use descriptions, but {missing} of {total} {split} images ({missing / total:.0%}) have none, more than "
+                f"embed.max_missing_descriptions ({limit:.0%}) allows: rerun `lmmclf describe {dataset}` with the same options "
+                "to retry the failed images, or set embed.max_missing_descriptions in the config (-c FILE) to accept them."
+            )
+
+
 @dataclass
 class FeatureSet:
     """Features of the usable items, in image-artifact (dataset) order.
@@ -70,6 +111,7 @@ class FeatureSet:
     class_names: list[str]
     without_text: int = 0
     dropped: tuple[str, ...] = ()
+    coverage: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def subset(self, split: str) -> np.ndarray:
         """Row indices of one split."""
@@ -98,6 +140,7 @@ def build_features(kind: str, images: ImageEmbeddings, texts: TextEmbeddings | N
     image = _l2(image) if normalize else image
     text = None
     without = 0
+    coverage: dict[str, tuple[int, int]] = {}
     if uses_text:
         if texts is None:
             raise LmmclfError(f"Features '{kind}' need description embeddings; run `lmmclf embed` first.")
@@ -110,6 +153,8 @@ def build_features(kind: str, images: ImageEmbeddings, texts: TextEmbeddings | N
             )
         order = np.asarray([rows[i] for i in ids], dtype=np.int64)
         text = _text_vectors(texts, normalize)[order]
-        without = int((~texts.has_text[order]).sum())
+        has_text = texts.has_text[order]
+        without = int((~has_text).sum())
+        coverage = description_coverage(ids, images.splits[keep], dict(zip(ids, has_text.tolist())))
     features = np.ascontiguousarray(combine(image, text), dtype=np.float32)
-    return FeatureSet(ids, features, images.labels[keep], images.splits[keep], images.class_names, without, dropped)
+    return FeatureSet(ids, features, images.labels[keep], images.splits[keep], images.class_names, without, dropped, coverage)

@@ -1,8 +1,10 @@
 """An append-only JSON-lines journal: the in-progress file of long stages.
 
 Each record is one line, flushed and fsync'ed with its batch, so a crash or ``kill -9`` loses
-at most the batch being written. A torn last line (the process died mid-write) is ignored on
-reading, and the next append starts on a fresh line. Unlike an HDF5 file, a journal cannot be
+at most the batch being written. A torn last line (the process died mid-write, or a full disk
+cut it, maybe inside a multi-byte character) and any line that is not a JSON object are skipped
+on reading, and the next append starts on a fresh line. What a record must hold is the reader's
+business (e.g. :func:`lmmclf.describe.artifact.valid_record`); a skipped record's item is redone. Unlike an HDF5 file, a journal cannot be
 corrupted as a whole by a kill during a write, which is why long stages keep their progress
 here and write the HDF5 artifact once, at the end.
 """
@@ -40,7 +42,7 @@ class Journal:
                     break  # torn final write
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # bad JSON, bad UTF-8 (UnicodeDecodeError), absurd nesting
                     continue
                 if isinstance(record, dict):
                     yield record

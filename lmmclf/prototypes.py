@@ -3,7 +3,10 @@
 ``C_l = mean of t_ik`` over every valid description ``k`` of every *training* image ``i`` of
 class ``l`` (all descriptions weigh the same, so an image with 7 descriptions counts 7/10 of
 one with 10). Test images never enter a prototype. A class without any description in the
-training split is an error that names it. Prototypes are raw (unnormalised) text embeddings,
+training split is an error that names it, and so is a training split where more than
+``embed.max_missing_descriptions`` of the described images have no description (prototypes of
+a mostly failed describe run would pass for real ones; fine-tuning reads them, so the same
+check guards it). Prototypes are raw (unnormalised) text embeddings,
 as in the paper; the zero-shot baseline normalises them itself.
 
 Artifact (stage ``prototypes``)::
@@ -75,6 +78,29 @@ def class_prototypes(ids: list[str], table: np.ndarray, mask: np.ndarray, datase
     return (sums / counts[:, None]).astype(np.float32), counts, images
 
 
+def check_descriptions(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, text_key: str | None = None) -> None:
+    """Refuse when more than ``embed.max_missing_descriptions`` of the described training images have no description.
+
+    Checked on every use, cached prototypes included: the setting is in no key. Without the text
+    embeddings there is nothing to check (making the prototypes then names ``lmmclf embed``).
+
+    Raises:
+        LmmclfError: one sentence naming the setting (see :func:`lmmclf.features.require_descriptions`).
+    """
+    from lmmclf.embed.read import read_text_index
+    from lmmclf.embed.specs import TEXT_STAGE, text_embed_spec
+    from lmmclf.features import description_coverage, require_descriptions
+
+    text_key = text_key or text_embed_spec(cfg, dataset, store).key
+    if not store.is_complete(TEXT_STAGE, text_key):
+        return
+    with store.open(TEXT_STAGE, text_key) as handle:
+        ids, has_text = read_text_index(handle)
+    split_of = {item.id: item.split for item in dataset.items}
+    coverage = description_coverage(ids, [split_of.get(i) for i in ids], dict(zip(ids, has_text.tolist())), only=("train",))
+    require_descriptions(coverage, cfg.embed.max_missing_descriptions, "Class prototypes", dataset.name)
+
+
 def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, force: bool = False):
     """Compute (or find) the prototypes artifact; returns its path.
 
@@ -94,6 +120,7 @@ def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
 
     text_key = text_embed_spec(cfg, dataset, store).key
     spec = prototypes_spec(cfg, dataset, store, text_key)
+    check_descriptions(cfg, dataset, store, text_key)
 
     def compute(handle) -> int:
         with store.open(TEXT_STAGE, text_key, make_hint=f"lmmclf embed {dataset.name}") as source:
@@ -117,11 +144,20 @@ def load_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
         MissingArtifactError: not computed yet (the message names ``lmmclf prototypes``).
     """
     from lmmclf.embed.read import strings
+    from lmmclf.embed.specs import text_embed_spec
+    from lmmclf.errors import CorruptArtifactError
 
-    spec = prototypes_spec(cfg, dataset, store)
+    text_key = text_embed_spec(cfg, dataset, store).key
+    spec = prototypes_spec(cfg, dataset, store, text_key)
+    check_descriptions(cfg, dataset, store, text_key)
     with store.open(STAGE, spec.key, make_hint=f"lmmclf prototypes {dataset.name}") as handle:
-        names = strings(handle["class_names"][()])
-        prototypes = handle["prototypes"][()].astype(np.float32)
+        try:
+            names = strings(handle["class_names"][()])
+            prototypes = handle["prototypes"][()].astype(np.float32)
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            raise CorruptArtifactError(f"{handle.filename} is damaged ({str(exc).rstrip('.')}); run `lmmclf prototypes {dataset.name} --force` to recompute it.") from exc
+    if prototypes.ndim != 2 or len(prototypes) != len(names):
+        raise CorruptArtifactError(f"{store.path(STAGE, spec.key)} is damaged (prototypes of shape {prototypes.shape}); run `lmmclf prototypes {dataset.name} --force` to recompute it.")
     if names != list(dataset.class_names):
         raise LmmclfError(f"The cached prototypes' classes differ from dataset '{dataset.name}'; run `lmmclf prototypes {dataset.name} --force`.")
     return prototypes, names

@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset, state
 from lmmclf.cli.options import BatchSizeOpt, DatasetArg, DeviceOpt, JsonOpt
 from lmmclf.describe.prompts import PRESETS
+from lmmclf.errors import LmmclfError
 
 _PRESET_HELP = "; ".join(f"{name}: '{preset.text}'" for name, preset in PRESETS.items())
 
@@ -44,6 +45,7 @@ def describe(
     """Prompt an LMM with every image and store its parsed descriptions (resumable, cached)."""
     from lmmclf.datasets import load_dataset
     from lmmclf.describe import parse_shard, run_describe
+    from lmmclf.describe.runner import nothing_usable
 
     cfg, store = load(ctx, dataset)
     require_dataset(cfg)
@@ -56,6 +58,38 @@ def describe(
     )
     shard_range = parse_shard(shard)
     index = load_dataset(cfg, store)
-    summary = run_describe(cfg, index, store, shard=shard_range)
+    summary = run_describe(cfg, index, store, shard=shard_range, retry_command=same_command(ctx))
     if json_output:
         print_json(summary.to_dict())
+    problem = nothing_usable(summary)
+    if problem:  # every image failed: exit 1, so scripts and later stages do not take it for a result
+        raise LmmclfError(problem)
+
+
+def same_command(ctx: typer.Context) -> str:
+    """The command line that reruns this one: global options and the arguments and options given (not --json)."""
+    import shlex
+
+    current = state(ctx)
+    words = ["lmmclf"]
+    if current.config_path:
+        words += ["-c", str(current.config_path)]
+    if current.cache_dir:
+        words += ["--cache-dir", str(current.cache_dir)]
+    words.append(ctx.info_name or "describe")
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        # compared by name: typer may bring its own copy of click, whose classes are not click's
+        source = getattr(ctx.get_parameter_source(param.name), "name", None)
+        if value is None or param.name == "json_output" or source != "COMMANDLINE":
+            continue
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            if param.secondary_opts:
+                words.append(max(param.opts, key=len) if value else max(param.secondary_opts, key=len))
+            elif value:
+                words.append(max(param.opts, key=len))
+        else:
+            words += [max(param.opts, key=len), str(value)]
+    return shlex.join(words)

@@ -63,4 +63,6 @@ def embed(
     if report.image_errors:
         console.print(f"[yellow]{report.image_errors} images could not be read[/] (zero rows, left out of every method).")
     if report.items_without_text:
-        console.print(f"[yellow]{report.items_without_text} images have no valid description[/]: their text features are zero.")
+        console.print(f"[yellow]{report.items_without_text} of {report.texts} images have no valid description[/]: their text features are zero, "
+                      f"and methods that use descriptions refuse when more than {cfg.embed.max_missing_descriptions:.0%} of the train or "
+                      "test images lack them (embed.max_missing_descriptions).", soft_wrap=True)

@@ -28,12 +28,13 @@ from typing import Any, Iterable
 from lmmclf.describe.backends.base import Answer, backend_class
 from lmmclf.describe.parse import PARSER_VERSION, parse_descriptions
 from lmmclf.describe.prompts import resolve_prompt
-from lmmclf.errors import LmmclfError
+from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.filehash import FileHashCache
 from lmmclf.store import KeySpec
 
 STAGE = "describe"
 STAGE_VERSION = 1  # bump when the artifact's content changes for the same key inputs
+LAYOUT = ("ids", "descriptions", "num_descriptions", "raw", "generated_tokens", "ok", "errors")
 
 
 def describe_spec(cfg, dataset, store) -> KeySpec:
@@ -89,57 +90,118 @@ def select_items(dataset, split: str, limit: int | None) -> list:
 def answer_record(answer: Answer, k: int) -> dict[str, Any]:
     """The journal record of one answer (descriptions parsed now; an empty answer is a failure).
 
-    NUL characters are dropped from the text: HDF5 strings cannot hold them.
+    NUL characters are dropped from the text: HDF5 strings cannot hold them. An answer of the
+    wrong shape (text not a string, a token count that is not a small integer) becomes that
+    image's failure, so a backend's surprise never ends the run.
     """
-    if answer.text:
-        answer = Answer(answer.id, answer.text.replace("\x00", ""), answer.generated_tokens, answer.error, answer.retries)
-    if answer.ok and not (answer.text or "").strip():
-        answer = Answer(answer.id, answer.text, answer.generated_tokens, "empty answer", answer.retries)
-    if not answer.ok:
-        return {"id": answer.id, "ok": False, "error": answer.error, "retries": answer.retries,
-                "generated_tokens": answer.generated_tokens}
+    tokens = _count(answer.generated_tokens)
+    retries = _count(answer.retries)
+    error = answer.error if isinstance(answer.error, str) else repr(answer.error)
+    if not error and answer.text is not None and not isinstance(answer.text, str):
+        error = f"the answer is not text ({type(answer.text).__name__})"
+    text = answer.text.replace("\x00", "") if isinstance(answer.text, str) else ""
+    if not error and not text.strip():
+        error = "empty answer"
+    if error:
+        return {"id": answer.id, "ok": False, "error": error, "retries": retries, "generated_tokens": tokens}
     return {
         "id": answer.id,
         "ok": True,
-        "raw": answer.text,
-        "descriptions": parse_descriptions(answer.text, k),
-        "generated_tokens": answer.generated_tokens,
-        "retries": answer.retries,
+        "raw": text,
+        "descriptions": parse_descriptions(text, k),
+        "generated_tokens": tokens,
+        "retries": retries,
     }
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def _count(value: Any) -> int:
+    """A token or retry count as stored (int32): anything else reads as 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT32_MAX:
+        return 0
+    return value
+
+
+def valid_record(record: Any) -> dict[str, Any] | None:
+    """A journal record as the artifact needs it, or None when it cannot be trusted.
+
+    Journals are read back after crashes, full disks and hand edits: a record without a string
+    ``id``, whose ``ok`` is not a bool, or (when ok) without a string ``raw`` and a list of string
+    ``descriptions`` is dropped, so its item counts as not done and is described again. Counts
+    of the wrong type read as 0 (they are statistics, not results).
+    """
+    if not isinstance(record, dict):
+        return None
+    item_id, ok = record.get("id"), record.get("ok")
+    if not isinstance(item_id, str) or not item_id or not isinstance(ok, bool):
+        return None
+    clean: dict[str, Any] = {"id": item_id, "ok": ok, "generated_tokens": _count(record.get("generated_tokens")),
+                             "retries": _count(record.get("retries"))}
+    if ok:
+        raw, descriptions = record.get("raw"), record.get("descriptions")
+        if not isinstance(raw, str) or not isinstance(descriptions, list) or not all(isinstance(d, str) for d in descriptions):
+            return None
+        clean.update(raw=raw, descriptions=descriptions)
+    else:
+        error = record.get("error")
+        clean["error"] = error if isinstance(error, str) and error else "failed (no reason recorded)"
+    return clean
+
+
 def merge_records(sources: Iterable[Iterable[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """id -> record over several journals: a success is final; otherwise the latest failure counts."""
+    """id -> record over several journals: a success is final; otherwise the latest failure counts.
+
+    Records that fail :func:`valid_record` are skipped (their item is redone).
+    """
     merged: dict[str, dict[str, Any]] = {}
     for records in sources:
         for record in records:
-            current = merged.get(record.get("id"))
-            if current is None or not current.get("ok"):
+            record = valid_record(record)
+            if record is None:
+                continue
+            current = merged.get(record["id"])
+            if current is None or not current["ok"]:
                 merged[record["id"]] = record
     return merged
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Every row of an existing artifact as a journal record (failed rows with ``ok=False`` and their reason)."""
+    """Every row of an existing artifact as a journal record (failed rows with ``ok=False`` and their reason).
+
+    Raises:
+        CorruptArtifactError: a dataset of the layout is missing or has the wrong shape.
+    """
     import h5py
 
     rows = []
-    with h5py.File(path, "r") as handle:
-        ids = handle["ids"].asstr()[...]
-        ok = handle["ok"][...]
-        raw = handle["raw"].asstr()[...]
-        descriptions = handle["descriptions"].asstr()[...]
-        counts = handle["num_descriptions"][...]
-        tokens = handle["generated_tokens"][...]
-        errors = handle["errors"].asstr()[...]
-        for i, item_id in enumerate(ids):
-            if ok[i]:
-                rows.append({
-                    "id": item_id, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: counts[i]]),
-                    "generated_tokens": int(tokens[i]),
-                })
-            else:
-                rows.append({"id": item_id, "ok": False, "error": errors[i], "generated_tokens": int(tokens[i])})
+    fix = "`lmmclf describe` with the same options recomputes it"
+    try:
+        with h5py.File(path, "r") as handle:
+            absent = [name for name in LAYOUT if not isinstance(handle.get(name), h5py.Dataset)]
+            if absent:
+                raise CorruptArtifactError(f"{path} is damaged (no dataset {', '.join(absent)}); {fix}.")
+            ids = handle["ids"].asstr()[...]
+            ok = handle["ok"][...]
+            raw = handle["raw"].asstr()[...]
+            descriptions = handle["descriptions"].asstr()[...]
+            counts = handle["num_descriptions"][...]
+            tokens = handle["generated_tokens"][...]
+            errors = handle["errors"].asstr()[...]
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptArtifactError(f"{path} is damaged ({str(exc).rstrip('.') or type(exc).__name__}); {fix}.") from exc
+    n = len(ids) if ids.ndim == 1 else -1
+    if n < 0 or descriptions.ndim != 2 or any(a.shape != (n,) for a in (ok, raw, counts, tokens, errors)) or len(descriptions) != n:
+        raise CorruptArtifactError(f"{path} is damaged (its datasets disagree in shape); {fix}.")
+    for i, item_id in enumerate(ids):
+        if ok[i]:
+            rows.append({
+                "id": item_id, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: max(int(counts[i]), 0)]),
+                "generated_tokens": int(tokens[i]),
+            })
+        else:
+            rows.append({"id": item_id, "ok": False, "error": errors[i], "generated_tokens": int(tokens[i])})
     return rows
 
 
@@ -164,7 +226,7 @@ def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k
             table[i, j] = _hdf5_text(description)
     handle.create_dataset("ids", data=np.array(ids, dtype=object), dtype=text)
     handle.create_dataset("descriptions", data=table, dtype=text)
-    handle.create_dataset("num_descriptions", data=np.array([len(r.get("descriptions") or []) for r in rows], dtype=np.int32))
+    handle.create_dataset("num_descriptions", data=np.array([min(len(r.get("descriptions") or []), k) for r in rows], dtype=np.int32))
     handle.create_dataset("raw", data=np.array([_hdf5_text(r.get("raw") or "") for r in rows], dtype=object), dtype=text)
     handle.create_dataset("generated_tokens", data=np.array([int(r.get("generated_tokens") or 0) for r in rows], dtype=np.int32))
     handle.create_dataset("ok", data=np.array([bool(r.get("ok")) for r in rows], dtype=bool))

@@ -12,6 +12,7 @@ Never lose work:
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from lmmclf.describe.artifact import (
 )
 from lmmclf.describe.backends.base import Backend, Job, backend_class
 from lmmclf.describe.prompts import resolve_prompt
-from lmmclf.errors import LmmclfError
+from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.journal import Journal
 
 FAILURES_SHOWN = 5
@@ -54,6 +55,10 @@ class DescribeSummary:
     failures_total: int = 0  # ok=False rows of the written artifact
     failure_examples: list[str] = field(default_factory=list)
     count_distribution: dict[int, int] = field(default_factory=dict)  # descriptions per image -> images
+    usable: int = 0  # images of this process's share with descriptions (now or from earlier runs)
+    common_failure: str = ""  # an example of this run's most frequent failure reason
+    common_failure_count: int = 0  # how many of this run's failures share that reason
+    retry_command: str | None = None  # the command line that reruns this one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,8 +82,11 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, backend: Backend | None = None,
-                 show_progress: bool = True) -> DescribeSummary:
+                 show_progress: bool = True, retry_command: str | None = None) -> DescribeSummary:
     """Describe the selected items of ``dataset``, resuming from journals; write the artifact when complete.
+
+    A second process with the same key and shard waits for the first (``store.working``) and
+    then finds its work done, so the same image is never asked twice; shards run side by side.
 
     Args:
         cfg: the experiment config (its describe section).
@@ -87,6 +95,7 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
         shard: (I, N) to describe only items I, I+N, I+2N... of the selection.
         backend: a ready backend (benchmarks, tests); built from the config when None.
         show_progress: draw the progress bar and the summary table.
+        retry_command: the command line that reruns this one (named in the failure hints).
 
     Raises:
         KeyboardInterrupt: after saving finished batches and printing how to resume.
@@ -98,19 +107,37 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
         raise LmmclfError(f"Dataset '{dataset.name}' has no {section.split} items to describe.")
     if len({item.id for item in items}) != len(items):
         raise LmmclfError(f"Dataset '{dataset.name}' has duplicate item ids; describe results are stored by id.")
-    summary = DescribeSummary(key=spec.key, total=len(items))
+    name = f"shard{shard[0]}of{shard[1]}" if shard else "main"
+    journal = Journal(store.partial_path(STAGE, spec.key, f"{name}.jsonl"))
+    summary = DescribeSummary(key=spec.key, total=len(items), retry_command=retry_command)
+
+    def waiting() -> None:
+        what = f"shard {shard[0]}/{shard[1]} of " if shard else ""
+        console.print(f"Another process is describing {what}'{dataset.name}' with the same settings (key {spec.key[:12]}); "
+                      "waiting for it to finish, then using its results.")
+
+    # the whole run holds the activity lock: a twin waits here, then reads what the first one wrote
+    with store.working(STAGE, spec.key, name, on_wait=waiting):
+        _run(store, spec, items, shard, journal, section, backend, summary, show_progress)
+    if show_progress:
+        print_summary(summary)
+    return summary
+
+
+def _run(store, spec, items: list, shard, journal: Journal, section, backend: Backend | None, summary: DescribeSummary,
+         show_progress: bool) -> None:
     final = store.path(STAGE, spec.key)
-    journal = Journal(store.partial_path(STAGE, spec.key, f"shard{shard[0]}of{shard[1]}.jsonl" if shard else "main.jsonl"))
-    records = _known_records(store, spec.key)
+    records, intact = _known_records(store, spec.key)  # read after taking the lock: a twin may have done it all
     mine = items[shard[0]::shard[1]] if shard else items
     todo = [item for item in mine if not records.get(item.id, {}).get("ok")]
     summary.assigned, summary.skipped = len(mine), len(mine) - len(todo)
     started = time.perf_counter()
+    reasons: dict[str, tuple[str, int]] = {}  # failure kind -> (an example, count)
     if todo:
         owned = backend is None
         backend = backend or backend_class(section.backend)(section, _prompt(section))
         try:
-            _describe(backend, todo, journal, section.num_descriptions, summary, show_progress)
+            _describe(backend, todo, journal, section.num_descriptions, summary, show_progress, reasons)
         except KeyboardInterrupt:
             summary.interrupted = True
             summary.seconds = time.perf_counter() - started
@@ -123,16 +150,30 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
     else:
         resolved = {}
     summary.seconds = time.perf_counter() - started
+    summary.usable = summary.skipped + summary.described
+    if reasons:
+        (_, (summary.common_failure, summary.common_failure_count)) = max(reasons.items(), key=lambda kv: kv[1][1])
     # a journal beside a finished artifact (a run that stopped after another one wrote it) may hold
     # successes the artifact lacks: fold it in even when there was nothing left to describe
-    if todo or not store.is_complete(STAGE, spec.key) or _journals(store, spec.key):
+    if todo or not intact or _journals(store, spec.key):
         _finish(store, spec, [item.id for item in items], section, resolved, summary)
     else:
         summary.artifact = str(final)
         _describe_existing(final, summary)
-    if show_progress:
-        print_summary(summary)
-    return summary
+
+
+def nothing_usable(summary: DescribeSummary) -> str | None:
+    """The one-sentence error of a run whose images all failed (None when something is usable).
+
+    A run counts as usable when at least one of its images (its shard's, with ``--shard``)
+    has descriptions, from this run or an earlier one.
+    """
+    if summary.interrupted or summary.usable or not summary.assigned:
+        return None
+    reason = f", most often ({summary.common_failure_count} of them) with: {summary.common_failure.rstrip('.')}" if summary.common_failure else ""
+    retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
+    return (f"All {summary.assigned} images failed to be described{reason}; nothing usable was stored "
+            f"(failures are recorded and retried): fix the cause, then run {retry} again.")
 
 
 def _prompt(section) -> str:
@@ -143,21 +184,29 @@ def _journals(store, key: str) -> list[Journal]:
     return [Journal(path) for path in sorted((store.root / STAGE).glob(f"{key}.partial.*.jsonl"))]
 
 
-def _known_records(store, key: str) -> dict[str, dict[str, Any]]:
-    """Records from the existing artifact's rows and from every journal of this key.
+def _known_records(store, key: str) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Records from the existing artifact's rows and from every journal of this key, and whether that artifact is intact.
 
     The artifact's failed rows count as records (still retried: only ``ok`` ones are skipped), so
     a shard that finishes just after another wrote the artifact and removed the journals finds
     every item accounted for.
     """
     sources: list[Any] = []
+    intact = False
     if store.is_complete(STAGE, key):
-        sources.append(read_rows(store.path(STAGE, key)))
+        try:
+            sources.append(read_rows(store.path(STAGE, key)))
+            intact = True
+        except CorruptArtifactError as exc:
+            # marked complete but damaged (a dataset deleted or cut): absent, rebuilt from journals and new work
+            console.print(f"[yellow]Ignoring a damaged artifact[/]: {exc}", soft_wrap=True)
     sources += [journal.read() for journal in _journals(store, key)]
-    return merge_records(sources)
+    return merge_records(sources), intact
 
 
-def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: DescribeSummary, show_progress: bool) -> None:
+def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: DescribeSummary, show_progress: bool,
+              reasons: dict[str, tuple[str, int]]) -> None:
+    """Ask the backend about ``todo``, journaling each batch; ``reasons`` counts failures by kind (-> one example)."""
     from rich.progress import TextColumn
 
     jobs = (Job(item.id, item.path) for item in todo)
@@ -177,6 +226,9 @@ def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: D
                     summary.described += 1
                 else:
                     summary.failed += 1
+                    kind = _failure_kind(record["error"])
+                    example, count = reasons.get(kind, (record["error"], 0))
+                    reasons[kind] = (example, count + 1)
                     if len(summary.failure_examples) < FAILURES_SHOWN:
                         summary.failure_examples.append(f"{record['id']}: {record['error']}")
             elapsed = max(time.perf_counter() - started, 1e-9)
@@ -184,10 +236,15 @@ def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: D
             bar.advance(task, len(records))
 
 
+def _failure_kind(error: str) -> str:
+    """A failure reason with its particulars (quoted names, numbers) blanked, to count reasons by kind."""
+    return re.sub(r"\d+", "#", re.sub(r"'[^']*'|\"[^\"]*\"|(?:/[^\s:]+)+", "_", error))[:200]
+
+
 def _finish(store, spec, ids: list[str], section, resolved: dict[str, Any], summary: DescribeSummary) -> None:
     """Write the artifact if every item has a record (under the lock), then drop the journals."""
     with store.lock(STAGE, spec.key):
-        records = _known_records(store, spec.key)
+        records, _ = _known_records(store, spec.key)
         missing = [item_id for item_id in ids if item_id not in records]
         summary.remaining = len(missing)
         if missing:
@@ -209,17 +266,16 @@ def _finish(store, spec, ids: list[str], section, resolved: dict[str, Any], summ
 
 def _describe_existing(path, summary: DescribeSummary) -> None:
     """Fill the failure count and the count distribution from a finished artifact."""
-    import h5py
-
-    with h5py.File(path, "r") as handle:
-        ok = handle["ok"][...]
-        counts = handle["num_descriptions"][...]
-        errors = handle["errors"].asstr()[...]
-        ids = handle["ids"].asstr()[...]
-    summary.failures_total = int((~ok).sum())
-    summary.count_distribution = dict(sorted(Counter(int(c) for c in counts[ok]).items()))
-    if summary.failures_total and not summary.failure_examples:
-        summary.failure_examples = [f"{ids[i]}: {errors[i]}" for i in range(len(ids)) if not ok[i]][:FAILURES_SHOWN]
+    try:
+        rows = read_rows(path)
+    except CorruptArtifactError as exc:  # damaged since we wrote it; the next run rebuilds it
+        console.print(f"[yellow]Warning[/]: {exc}", soft_wrap=True)
+        return
+    failed = [row for row in rows if not row["ok"]]
+    summary.failures_total = len(failed)
+    summary.count_distribution = dict(sorted(Counter(len(row["descriptions"]) for row in rows if row["ok"]).items()))
+    if failed and not summary.failure_examples:
+        summary.failure_examples = [f"{row['id']}: {row['error']}" for row in failed[:FAILURES_SHOWN]]
 
 
 def _report_interrupt(summary: DescribeSummary, journal: Journal) -> None:
@@ -259,7 +315,9 @@ def print_summary(summary: DescribeSummary) -> None:
         console.print(f"{summary.remaining} images are still with other shards; the last shard to finish writes the artifact.")
     if summary.failures_total or summary.failed:
         failed = summary.failures_total or summary.failed
-        console.print(f"[yellow]{failed} images failed[/] (recorded with their reason; run the same command again to retry them):")
+        retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
+        console.print(f"[yellow]{failed} of {summary.total} images failed[/] (recorded with their reason; run {retry} again to retry only them):",
+                      soft_wrap=True)
         for line in summary.failure_examples:
             console.print(f"  {line}", soft_wrap=True)
     if summary.artifact:

@@ -1,4 +1,9 @@
-"""Reading the embedding artifacts with h5py and numpy only (no torch), matched by item id."""
+"""Reading the embedding artifacts with h5py and numpy only (no torch), matched by item id.
+
+A finished artifact whose dataset is missing or of the wrong shape (a damaged or hand-edited
+file) is a :class:`~lmmclf.errors.CorruptArtifactError` naming the file and the command that
+remakes it, never a ``KeyError``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from lmmclf.errors import CorruptArtifactError
+
+REMAKE = "run `lmmclf embed` again with --force and the same options to recompute it"
 
 
 def strings(values) -> list[str]:
@@ -55,25 +64,61 @@ class TextEmbeddings:
         return self.mask.any(axis=1)
 
 
+def _read(handle: Any, name: str, rows: int | None, ndim: int) -> np.ndarray:
+    """Dataset ``name`` with ``ndim`` axes and ``rows`` rows (None: any), or CorruptArtifactError naming the file."""
+    try:
+        data = handle[name][()]
+    except (KeyError, OSError, ValueError, TypeError) as exc:
+        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' cannot be read: {str(exc).rstrip('.')}); {REMAKE}.") from exc
+    if not isinstance(data, np.ndarray) or data.ndim != ndim or (rows is not None and len(data) != rows):
+        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' has shape {getattr(data, 'shape', '?')}); {REMAKE}.")
+    return data
+
+
+def read_image_index(handle: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(ids, splits, ok)`` of an ``embed-image`` artifact, without its embeddings."""
+    ids = strings(_read(handle, "ids", None, 1))
+    return ids, np.asarray(strings(_read(handle, "splits", len(ids), 1))), _read(handle, "ok", len(ids), 1).astype(bool)
+
+
+def read_text_index(handle: Any) -> tuple[list[str], np.ndarray]:
+    """``(ids, has_text)`` of an ``embed-text`` artifact, without its embeddings."""
+    ids = strings(_read(handle, "ids", None, 1))
+    return ids, _read(handle, "mask", len(ids), 2).astype(bool).any(axis=1)
+
+
 def read_image_embeddings(handle: Any) -> ImageEmbeddings:
-    """Read an ``embed-image`` artifact (an open ``h5py.File``)."""
+    """Read an ``embed-image`` artifact (an open ``h5py.File``).
+
+    Raises:
+        CorruptArtifactError: a dataset or attribute is missing or misshapen.
+    """
     import json
 
+    ids, splits, ok = read_image_index(handle)
+    try:
+        class_names = json.loads(handle.attrs["class_names"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptArtifactError(f"{handle.filename} is damaged (no readable class_names attribute); {REMAKE}.") from exc
     return ImageEmbeddings(
-        ids=strings(handle["ids"][()]),
-        labels=handle["labels"][()].astype(np.int64),
-        splits=np.asarray(strings(handle["splits"][()])),
-        embeddings=handle["embeddings"][()].astype(np.float32),
-        ok=handle["ok"][()].astype(bool),
-        class_names=json.loads(handle.attrs["class_names"]),
+        ids=ids,
+        labels=_read(handle, "labels", len(ids), 1).astype(np.int64),
+        splits=splits,
+        embeddings=_read(handle, "embeddings", len(ids), 2).astype(np.float32),
+        ok=ok,
+        class_names=class_names,
     )
 
 
 def read_text_embeddings(handle: Any, table: bool = False) -> TextEmbeddings:
-    """Read an ``embed-text`` artifact; ``table=True`` also loads the (N, K, D) description embeddings."""
-    return TextEmbeddings(
-        ids=strings(handle["ids"][()]),
-        pooled=handle["pooled"][()].astype(np.float32),
-        mask=handle["mask"][()].astype(bool),
-        table=handle["description_embeddings"][()].astype(np.float32) if table else None,
-    )
+    """Read an ``embed-text`` artifact; ``table=True`` also loads the (N, K, D) description embeddings.
+
+    Raises:
+        CorruptArtifactError: a dataset is missing or misshapen.
+    """
+    ids = strings(_read(handle, "ids", None, 1))
+    mask = _read(handle, "mask", len(ids), 2).astype(bool)
+    embeddings = _read(handle, "description_embeddings", len(ids), 3).astype(np.float32) if table else None
+    if embeddings is not None and embeddings.shape[1] != mask.shape[1]:
+        raise CorruptArtifactError(f"{handle.filename} is damaged (description_embeddings and mask disagree in shape); {REMAKE}.")
+    return TextEmbeddings(ids=ids, pooled=_read(handle, "pooled", len(ids), 2).astype(np.float32), mask=mask, table=embeddings)

@@ -23,6 +23,7 @@ from lmmclf.config import ExperimentConfig
 from lmmclf.console import console, progress
 from lmmclf.datasets.base import DatasetIndex
 from lmmclf.embed.specs import covered_items, describe_key, image_embed_spec, text_embed_spec
+from lmmclf.errors import CorruptArtifactError
 from lmmclf.store import ArtifactStore
 
 
@@ -162,7 +163,16 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
     report = report if report is not None else EmbedReport()
     report.text_key = spec.key
     with store.open("describe", describe, make_hint=f"lmmclf describe {dataset.name}") as handle:
-        descriptions = read_descriptions(handle)
+        try:
+            descriptions = read_descriptions(handle)
+        except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:
+            descriptions, damage = None, str(exc).rstrip(".") or type(exc).__name__
+        else:
+            damage = None if len(descriptions.texts) == len(descriptions.ids) else "its datasets disagree in length"
+        if damage:  # marked complete, yet a dataset is missing or cut: describe treats it as absent and rebuilds it
+            raise CorruptArtifactError(
+                f"{handle.filename} is damaged ({damage}); run `lmmclf describe {dataset.name}` again with the same options to rebuild it."
+            )
     flat_texts = [text for texts in descriptions.texts for text in texts]
 
     def compute(handle) -> int:

@@ -138,6 +138,33 @@ def _load_features(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifact
     return build_features(features if features in TRAINED else "image", images, texts, normalize=cfg.probe.normalize if features in TRAINED else False)
 
 
+def _check_descriptions(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str, inputs: ProbeInputs) -> None:
+    """Refuse a method that uses descriptions when too many train or test images have none.
+
+    ``text``, ``concat`` and ``mean`` count the readable train and test images; ``prototype-zeroshot``
+    uses descriptions only through the prototypes (training images). A missing input is left
+    to the loading, whose error names the command that makes it.
+    """
+    from lmmclf.embed.read import read_image_index, read_text_index
+    from lmmclf.embed.specs import IMAGE_STAGE, TEXT_STAGE
+    from lmmclf.features import description_coverage, require_descriptions
+
+    if features == "prototype-zeroshot":
+        from lmmclf.prototypes import check_descriptions
+
+        check_descriptions(cfg, dataset, store)
+        return
+    if not inputs.text or not (store.is_complete(IMAGE_STAGE, inputs.image) and store.is_complete(TEXT_STAGE, inputs.text)):
+        return
+    with store.open(IMAGE_STAGE, inputs.image) as handle:
+        ids, splits, ok = read_image_index(handle)
+    with store.open(TEXT_STAGE, inputs.text) as handle:
+        text_ids, has_text = read_text_index(handle)
+    keep = np.flatnonzero(ok)
+    coverage = description_coverage([ids[i] for i in keep], splits[keep], dict(zip(text_ids, has_text.tolist())))
+    require_descriptions(coverage, cfg.embed.max_missing_descriptions, f"Features '{features}'", dataset.name)
+
+
 def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None]) -> tuple[list, dict]:
     from lmmclf.clip import resolve_device
     from lmmclf.probe.trainer import ProbeSettings, train_linear_probe
@@ -219,6 +246,7 @@ def run_probe(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
     features = features or cfg.probe.features
     spec = probe_spec(cfg, dataset, store, features)
     inputs = _inputs(cfg, dataset, store, features)
+    _check_descriptions(cfg, dataset, store, features, inputs)  # a cached result too: the setting is in no key
     if not force and store.is_complete(STAGE, spec.key):
         return store.path(STAGE, spec.key)
     if features == "prototype-zeroshot":
