@@ -22,7 +22,7 @@ import numpy as np
 
 from lmmclf.config import ExperimentConfig
 from lmmclf.console import console, progress
-from lmmclf.errors import LmmclfError
+from lmmclf.errors import CorruptArtifactError, LmmclfError, storage_error
 from lmmclf.finetune.artifact import (
     STAGE,
     clip_model_identity,
@@ -155,11 +155,22 @@ class Session:
         if uses_trunk_cache(self.cfg):
             spec = trunk_spec(clip_model_identity(self.cfg, self.store), dataset, self.split, self.clip.preprocess,
                               section.trunk_dtype, self.precision)
-            self.trunk_key = ensure_trunk_cache(
-                self.store, spec, dataset, self.trunk, self.clip.preprocess, self.device, self.autocast,
-                batch_size=section.batch_size, num_workers=section.num_workers, show_progress=self.show_progress,
-            )
-            return CachedTokens(*load_trunk_cache(self.store, self.trunk_key, dataset), device=self.device)
+            def build(force: bool = False) -> str:
+                return ensure_trunk_cache(
+                    self.store, spec, dataset, self.trunk, self.clip.preprocess, self.device, self.autocast,
+                    batch_size=section.batch_size, num_workers=section.num_workers,
+                    show_progress=self.show_progress, force=force,
+                )
+
+            self.trunk_key = build()
+            try:
+                tokens = load_trunk_cache(self.store, self.trunk_key, dataset)
+            except CorruptArtifactError as exc:  # damaged data inside a finished file: recompute it once
+                if self.show_progress:
+                    console.print(f"[yellow]Recomputing the trunk cache[/]: {exc}", soft_wrap=True)
+                self.trunk_key = build(force=True)
+                tokens = load_trunk_cache(self.store, self.trunk_key, dataset)
+            return CachedTokens(*tokens, device=self.device)
         train, test = dataset.split("train"), dataset.split("test")
         labels = lambda items: torch.tensor([item.label for item in items], dtype=torch.int64)  # noqa: E731
         return StreamedImages(
@@ -209,7 +220,10 @@ class Session:
             "params": json.dumps(spec.params, sort_keys=True),
         }
         weights = weights_path(self.store, spec.key)
-        temp = self.store.partial_path(STAGE, spec.key, f"weights-{os.getpid()}.safetensors")  # gc removes strays
+        try:
+            temp = self.store.partial_path(STAGE, spec.key, f"weights-{os.getpid()}.safetensors")  # gc removes strays
+        except OSError as exc:
+            raise storage_error(exc, weights) from exc
         _save_safetensors(result.state_dict, temp, weights, metadata)
         run = TrainingRun(
             seed=result.seed,
@@ -281,28 +295,72 @@ def load_finetuned(path: str | Path, device: str = "cpu"):
     from lmmclf.finetune.tail import FinetuneModel, split_tower
 
     path = Path(path).expanduser()
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata()
+    if not path.is_file():
+        raise LmmclfError(f"No finetune weights file at {path}.")
+    try:  # safetensors: a header and raw tensors, nothing in the file can run code
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: one sentence
+        raise LmmclfError(f"{path} is not a readable safetensors file ({type(exc).__name__}).") from exc
     if meta.get("format") != WEIGHTS_FORMAT:
         raise LmmclfError(f"{path} is not an lmmclf finetune weights file.")
-    clip = load_clip(meta["clip_model"], meta["clip_pretrained"] or None, device=device)
+    try:
+        class_names = json.loads(meta["class_names"])
+        unlocked, embed_dim = int(meta["unlocked_blocks"]), int(meta["embed_dim"])
+        clip_model, clip_pretrained = meta["clip_model"], meta.get("clip_pretrained") or None
+        if not isinstance(class_names, list):
+            raise ValueError("class_names is not a list")
+        state = load_file(str(path), device=str(device))
+    except Exception as exc:  # noqa: BLE001 - a missing or malformed header value, damaged tensors
+        raise LmmclfError(f"{path} is a damaged lmmclf finetune weights file ({type(exc).__name__}).") from exc
+    clip = load_clip(clip_model, clip_pretrained, device=device)
     clip.model.float()
-    trunk, tail, _ = split_tower(clip.model, int(meta["unlocked_blocks"]))
-    class_names = json.loads(meta["class_names"])
-    model = FinetuneModel(tail, int(meta["embed_dim"]), len(class_names)).to(device)
-    model.load_state_dict(load_file(str(path), device=str(device)))
+    trunk, tail, _ = split_tower(clip.model, unlocked)
+    model = FinetuneModel(tail, embed_dim, len(class_names)).to(device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise LmmclfError(f"{path} does not hold the weights of its own model ({str(exc).splitlines()[0]}).") from exc
     return trunk.eval(), model.eval(), clip.preprocess, class_names
 
 
 def _save_safetensors(state: dict, temp: Path, path: Path, metadata: dict[str, str]) -> None:
-    """Write ``state`` to ``temp``, then move it to ``path`` (never a half-written weights file)."""
-    from safetensors.torch import save_file
+    """Write ``state`` to ``temp``, then move it to ``path`` (never a half-written weights file).
 
+    Written with Python's own ``open``: the file honours the umask like every artifact
+    (safetensors' writer makes it 0600), and a full disk is an ``OSError``, reported as one sentence.
+
+    Raises:
+        StorageError: the file could not be written.
+    """
+    from safetensors.torch import save
+
+    data = canonical_safetensors(save(state, metadata=metadata))
     try:
-        save_file(state, str(temp), metadata=metadata)
+        with open(temp, "wb") as handle:
+            handle.write(data)
         os.replace(temp, path)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
     finally:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header in sorted key order.
+
+    safetensors keeps the metadata in a hash map whose order changes from process to process,
+    so two identical runs wrote different bytes (and ``weights_sha256`` was not reproducible).
+    The tensor data and their offsets (relative to the end of the header) are unchanged.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header with spaces to align the data
+    return len(text).to_bytes(8, "little") + text + blob[8 + size :]
 
 
 def _sha256(path: Path) -> str:

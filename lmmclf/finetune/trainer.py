@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lmmclf.errors import LmmclfError
-from lmmclf.finetune.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from lmmclf.finetune.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_aside, set_rng_state
 
 CURVES = (
     "train_loss",  # total loss per sample (CE + alpha * reg, reg as a per-sample mean)
@@ -195,18 +195,46 @@ class Trainer:
         return self.model.state_dict()
 
     def restore(self) -> bool:
-        """Continue from the checkpoint if there is one for this seed and these settings."""
+        """Continue from the checkpoint if there is one for this seed and these settings.
+
+        A checkpoint whose contents do not fit this run (wrong shapes, positions, keys) is
+        moved aside and the trainer keeps its fresh state.
+        """
         state = load_checkpoint(self.checkpoint_path)
         if state is None or state["seed"] != self.seed or state["settings"] != self.settings.identity():
             return False
+        fresh = {"model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}, "rng": rng_state()}
+        try:
+            self._apply(state)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            # a partial load may have changed some weights or RNGs: back to the fresh start
+            self.model.load_state_dict(fresh["model"])
+            set_rng_state(fresh["rng"])
+            self.optimizer = make_optimizer(self.params, self.settings)
+            self.schedule = make_schedule(self.optimizer, self.settings)
+            self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.settings.precision == "fp16")
+            self.epoch, self.step, self.sums = 0, 0, _zero_sums()
+            self.curves, self.last_predictions = {name: [] for name in CURVES}, []
+            detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+            set_aside(self.checkpoint_path, f"its contents do not fit this run: {detail}")
+            return False
+        return True
+
+    def _apply(self, state: dict[str, Any]) -> None:
+        epoch, step, curves = state["epoch"], state["step"], state["curves"]
+        if not 0 <= epoch <= self.settings.epochs or not 0 <= step < max(self.steps_per_epoch, 1):
+            raise ValueError(f"position epoch {epoch}, step {step} is out of range")
+        if set(curves) != set(CURVES) or any(len(curves[name]) != epoch for name in CURVES):
+            raise ValueError("its curves do not match its epoch")
+        if set(state["sums"]) != set(_zero_sums()):
+            raise ValueError("its running sums are incomplete")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        self.epoch, self.step, self.sums = state["epoch"], state["step"], state["sums"]
-        self.curves, self.last_predictions = state["curves"], state["last_predictions"]
-        return True
+        self.epoch, self.step, self.sums = epoch, step, state["sums"]
+        self.curves, self.last_predictions = curves, state["last_predictions"]
 
     def save(self) -> None:
         save_checkpoint(self.checkpoint_path, self.state())

@@ -10,20 +10,26 @@ Layout: ``tokens`` (N, L, W) in ``dtype``, training images first then test image
 dataset index order; ``ids`` (N,), ``labels`` (N,) int64, ``splits`` (N,). Keyed by the CLIP
 identity, the dataset, the split point, the preprocessing, the storage dtype and the
 precision the trunk ran in.
+
+The disk the artifact needs is claimed before HDF5 writes it (:mod:`.space`): a full disk is
+one sentence naming the directory, where HDF5 itself would crash the process.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import numpy as np
 
 from lmmclf.console import console, progress
-from lmmclf.errors import CorruptArtifactError, DatasetError
+from lmmclf.errors import CorruptArtifactError, DatasetError, storage_error
+from lmmclf.finetune.space import release_beyond, reserve
 from lmmclf.store import ArtifactStore, KeySpec
 
 STAGE = "trunk"
 VERSION = 1
+_SLACK = 256 << 10  # headroom for HDF5's own metadata, kept until the file is closed
 
 
 def transform_identity(preprocess: Any) -> list[str]:
@@ -57,8 +63,8 @@ def bytes_per_image(tokens: int, width: int, dtype: str) -> int:
 
 
 def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, preprocess, device, autocast: Callable,
-                       batch_size: int, num_workers: int, show_progress: bool = True) -> str:
-    """Compute the trunk artifact if missing; return its key.
+                       batch_size: int, num_workers: int, show_progress: bool = True, force: bool = False) -> str:
+    """Compute the trunk artifact if missing (or incomplete: the store checks its datasets); return its key.
 
     Args:
         store: the artifact store.
@@ -70,6 +76,10 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
         autocast: factory of the precision context the trunk runs in.
         batch_size, num_workers: for the DataLoader (no effect on the content).
         show_progress: draw a progress bar.
+        force: recompute even if it exists (e.g. its data could not be read).
+
+    Raises:
+        StorageError: the disk has no room for it; nothing large was written.
     """
     import torch
 
@@ -83,11 +93,8 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
             ImageFiles([item.path for item in items], preprocess), batch_size=batch_size,
             num_workers=num_workers, pin_memory=device.type == "cuda",
         )
-        handle.create_dataset("ids", data=[item.id for item in items], dtype=_str_dtype())
-        handle.create_dataset("labels", data=np.array([item.label for item in items], dtype=np.int64))
-        handle.create_dataset("splits", data=[item.split for item in items], dtype=_str_dtype())
         tokens = None
-        row = 0
+        row = reserved = 0
         with progress(transient=True) as bar:
             task = bar.add_task("trunk cache", total=len(items))
             trunk.eval()
@@ -97,6 +104,11 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
                 if tokens is None:
                     shape = (len(items), *out.shape[1:])
                     _announce(shape, dtype, show_progress)
+                    # before HDF5 writes anything: a write that fails for lack of space crashes it
+                    reserved = _claim_space(handle.filename, items, shape, dtype)
+                    handle.create_dataset("ids", data=[item.id for item in items], dtype=_str_dtype())
+                    handle.create_dataset("labels", data=np.array([item.label for item in items], dtype=np.int64))
+                    handle.create_dataset("splits", data=[item.split for item in items], dtype=_str_dtype())
                     tokens = handle.create_dataset("tokens", shape=shape, dtype=dtype, chunks=(1, *out.shape[1:]))
                 tokens[row : row + len(out)] = out
                 row += len(out)
@@ -104,9 +116,16 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
         if tokens is None:
             raise DatasetError(f"Dataset '{dataset.name}' has no images to fine-tune on.")
         handle.attrs["tokens_shape"] = list(tokens.shape)
+        handle.flush()
+        release_beyond(handle.filename, os.path.getsize(handle.filename) + _SLACK, reserved)
+        claimed.append(reserved)
         return len(items)
 
-    store.ensure(spec, compute)
+    claimed: list[int] = []
+    path = store.ensure(spec, compute, force=force, in_memory=False)  # gigabytes: written in place, its space claimed first
+    if claimed:  # HDF5 does not trim the file when it closes it: give back the unused headroom
+        size = os.path.getsize(path)
+        release_beyond(path, size, size + _SLACK)
     return spec.key
 
 
@@ -122,13 +141,30 @@ def load_trunk_cache(store: ArtifactStore, key: str, dataset):
     items = ordered_items(dataset)
     n_train = len(dataset.split("train"))
     with store.open(STAGE, key, make_hint="lmmclf finetune") as handle:
-        ids = [value.decode() if isinstance(value, bytes) else value for value in handle["ids"][:]]
-        if ids != [item.id for item in items]:
-            raise CorruptArtifactError(f"Trunk cache {key[:12]} does not match the dataset's items; remove it with `lmmclf cache rm {key[:12]}`.")
-        labels = torch.from_numpy(handle["labels"][:])
-        train = torch.from_numpy(handle["tokens"][:n_train])
-        test = torch.from_numpy(handle["tokens"][n_train:])
+        try:
+            ids = [value.decode() if isinstance(value, bytes) else value for value in handle["ids"][:]]
+            if ids != [item.id for item in items]:
+                raise CorruptArtifactError(f"Trunk cache {handle.filename} does not match the dataset's items; "
+                                           f"remove it with `lmmclf cache rm {key[:12]}`.")
+            labels = torch.from_numpy(handle["labels"][:])
+            train = torch.from_numpy(handle["tokens"][:n_train])
+            test = torch.from_numpy(handle["tokens"][n_train:])
+        except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise CorruptArtifactError(f"Trunk cache {handle.filename} cannot be read ({type(exc).__name__}); "
+                                       f"remove it with `lmmclf cache rm {key[:12]}`.") from exc
     return train, labels[:n_train], test, labels[n_train:]
+
+
+def _claim_space(filename: str, items: list, shape: tuple, dtype: str) -> int:
+    """Reserve the disk the artifact needs (tokens, ids, labels, index, headroom); return the bytes claimed."""
+    nbytes = shape[0] * bytes_per_image(shape[1], shape[2], dtype)
+    # per item: the chunk index entry, two variable-length strings and a label; then fixed headroom
+    nbytes += sum(256 + len(item.id.encode()) + len(item.split.encode()) for item in items) + _SLACK
+    try:
+        reserve(filename, nbytes)
+    except OSError as exc:
+        raise storage_error(exc, filename) from exc
+    return nbytes
 
 
 def _announce(shape: tuple, dtype: str, show: bool) -> None:
