@@ -148,6 +148,8 @@ def plan_gc(
                 entries.append(GcEntry(path, size, f"resumable: {what} (--discard-progress)", True))
             else:
                 entries.append(GcEntry(path, size, f"resumable: {what}; kept (--discard-progress removes it)", False))
+        elif re.search(r"\.(bad|corrupt)-", path.name):
+            entries.append(GcEntry(path, size, "set aside as damaged, not resumable", True))
         else:
             entries.append(GcEntry(path, size, "leftover of an interrupted write", True))
     entries += _orphans(store, now)

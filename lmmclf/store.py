@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -29,12 +30,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from lmmclf import __version__
-from lmmclf.errors import CorruptArtifactError, LmmclfError, MissingArtifactError, storage_errno, storage_error
+from lmmclf.errors import (
+    CorruptArtifactError,
+    LmmclfError,
+    MissingArtifactError,
+    storage_errno,
+    storage_error,
+)
 from lmmclf.hashing import canonical_json, hash_json
 
 CACHE_ENV = "LMMCLF_CACHE"
 _COMPLETE = "lmmclf_complete"
 _KEY_INPUTS = "lmmclf_key_inputs"
+_NOT_A_SIDECAR = re.compile(r"\.partial\.|\.tmp-|\.bad-|\.corrupt-|\.active-")  # in-progress, temp or set-aside files
 _MANIFEST = "lmmclf_manifest"  # JSON {dataset path: shape} of everything written, checked by is_complete
 
 
@@ -242,20 +250,37 @@ class ArtifactStore:
             yield
 
     @contextmanager
-    def create(self, spec: KeySpec, items: int | None = None) -> Iterator[Any]:
-        """Write an artifact atomically: yields an ``h5py.File`` on a temp file beside the target.
+    def create(self, spec: KeySpec, items: int | None = None, in_memory: bool = True) -> Iterator[Any]:
+        """Write an artifact atomically: yields an ``h5py.File``, moved into place when complete.
 
-        On normal exit the key inputs and the completion marker are written, the file is
-        closed and moved into place with ``os.replace``. On an exception the temp file is
-        removed and nothing appears under the final name.
+        On normal exit the key inputs, a manifest of the datasets and the completion marker are
+        written and the file is moved into place with ``os.replace``. On an exception the temp
+        file is removed and nothing appears under the final name.
+
+        Args:
+            spec: the artifact's key spec.
+            items: the item count, shown by ``cache ls``.
+            in_memory: build the file in memory and write its bytes with plain file I/O (the
+                default). HDF5 crashes the process (a segmentation fault) when one of its own
+                writes fails for lack of space; writing its finished image ourselves turns a full
+                disk into an ordinary error. Only writers of artifacts too large for memory (the
+                frozen-trunk cache) pass False, and claim their disk space before writing.
         """
         import h5py
 
         final = self.path(spec.stage, spec.key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
-            with h5py.File(temp, "w") as handle:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, final) from exc
+        temp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        image = None
+        try:
+            if in_memory:
+                handle = h5py.File(temp.name, "w", driver="core", backing_store=False)
+            else:
+                handle = h5py.File(temp, "w")
+            with handle:
                 yield handle
                 handle.attrs[_KEY_INPUTS] = spec.to_json()
                 handle.attrs["lmmclf_stage"] = spec.stage
@@ -266,6 +291,11 @@ class ArtifactStore:
                     handle.attrs["lmmclf_items"] = int(items)
                 handle.attrs[_MANIFEST] = json.dumps({name: list(handle[name].shape) for name in _walk(handle)}, sort_keys=True)
                 handle.attrs[_COMPLETE] = True
+                if in_memory:
+                    handle.flush()
+                    image = handle.id.get_file_image()
+            if image is not None:
+                write_bytes_durably(temp, image)
             os.replace(temp, final)
         except Exception as exc:
             if storage_errno(exc) is None:
@@ -277,13 +307,14 @@ class ArtifactStore:
             except OSError:
                 pass
 
-    def ensure(self, spec: KeySpec, compute: Callable[[Any], int | None], force: bool = False) -> Path:
+    def ensure(self, spec: KeySpec, compute: Callable[[Any], int | None], force: bool = False, in_memory: bool = True) -> Path:
         """Return the artifact's path, computing it under the lock if it is missing or corrupt.
 
         Args:
             spec: the artifact's key spec.
             compute: called with the open ``h5py.File`` to fill it; may return the item count.
             force: recompute even if a complete artifact exists.
+            in_memory: see :meth:`create`.
         """
         path = self.path(spec.stage, spec.key)
         with self.lock(spec.stage, spec.key):
@@ -293,7 +324,7 @@ class ArtifactStore:
                 # forced: the old artifact stays until the new one replaces it, so an interrupted --force loses nothing
             else:
                 path.unlink(missing_ok=True)  # corrupt: never trusted
-            with self.create(spec) as handle:
+            with self.create(spec, in_memory=in_memory) as handle:
                 items = compute(handle)
                 if items is not None:
                     handle.attrs["lmmclf_items"] = int(items)
@@ -365,7 +396,7 @@ class ArtifactStore:
         return [
             other
             for other in path.parent.glob(f"{key}.*")
-            if other != path and ".partial." not in other.name and ".tmp-" not in other.name and other.suffix != ".lock"
+            if other != path and not _NOT_A_SIDECAR.search(other.name) and other.suffix != ".lock"
         ]
 
     def remove(self, info: ArtifactInfo) -> None:
@@ -392,6 +423,14 @@ def _walk(group, prefix: str = "") -> list[str]:
         else:
             names.append(full)
     return names
+
+
+def write_bytes_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path`` and fsync it (the caller moves it into place)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _file_in_the_way(folder: Path) -> Path | None:

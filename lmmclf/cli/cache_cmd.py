@@ -6,7 +6,6 @@ import time
 from typing import Annotated, Optional
 
 import typer
-
 from rich.markup import escape
 
 from lmmclf.cli.common import command_prefix, print_json, reports_user_errors, state

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lmmclf.cli.common import load, print_json, reports_user_errors
 from lmmclf.cli.options import JsonOpt
@@ -27,7 +28,7 @@ def add(
     from lmmclf.datasets.registry import register, registry_path
 
     entry = register(name, root, type_name)
-    console.print(f"Registered [bold]{entry.name}[/] ({entry.type}) at {entry.root} in {registry_path()}.")
+    console.print(f"Registered [bold]{escape(entry.name)}[/] ({escape(entry.type)}) at {escape(str(entry.root))} in {escape(str(registry_path()))}.")
 
 
 @app.command("list")
@@ -103,9 +104,9 @@ def check(
         print_json({"name": index.name, "items": len(index.items), "skipped": skipped, "repaired": repaired})
     else:
         for entry in skipped:
-            console.print(f"  unusable {entry['source']}: {entry['reason']}", soft_wrap=True)
+            console.print(f"  unusable {escape(str(entry['source']))}: {escape(str(entry['reason']))}", soft_wrap=True)
         for entry in repaired:
-            console.print(f"  repaired {entry['frame']}: {entry['reason']}", soft_wrap=True)
+            console.print(f"  repaired {escape(str(entry['frame']))}: {escape(str(entry['reason']))}", soft_wrap=True)
         console.print(
             f"{index.name}: {len(index.items)} usable files, {len(skipped)} unusable"
             f"{f', {len(repaired)} broken cached frame(s) extracted again' if repaired else ''}."
@@ -154,6 +155,6 @@ def _print_summary(summary: dict, show_classes: bool) -> None:
     else:
         names = summary["class_names"]
         shown = ", ".join(names[:10]) + (f", ... ({len(names) - 10} more; --classes lists all)" if len(names) > 10 else "")
-        console.print(f"classes: {shown}")
+        console.print(f"classes: {escape(shown)}")
     for skipped in summary["skipped_files"]:
-        console.print(f"  skipped {skipped['source']}: {skipped['reason']}", soft_wrap=True)
+        console.print(f"  skipped {escape(str(skipped['source']))}: {escape(str(skipped['reason']))}", soft_wrap=True)

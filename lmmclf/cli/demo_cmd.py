@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from lmmclf.cli.common import print_json, reports_user_errors
 from lmmclf.cli.options import JsonOpt
@@ -30,5 +32,5 @@ def demo(
     if as_json:
         print_json({"config": str(assets.config), "data": str(assets.data), "lmm": str(assets.lmm), "clip": assets.clip})
         return
-    console.print(f"Demo ready: config [bold]{assets.config}[/] (tiny random models: a plumbing demo, not accuracy).")
-    console.print(f"Next: lmmclf -c {assets.config} describe   (then embed, prototypes, probe, finetune, eval)")
+    console.print(f"Demo ready: config [bold]{escape(str(assets.config))}[/] (tiny random models: a plumbing demo, not accuracy).")
+    console.print(f"Next: lmmclf -c {escape(shlex.quote(str(assets.config)))} describe   (then embed, prototypes, probe, finetune, eval)")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
 from lmmclf.cli.options import DatasetArg, JsonOpt
@@ -55,7 +56,7 @@ def evaluate(
                 if png:
                     files.append(png)
             except LmmclfError as exc:
-                console.print(f"[yellow]{exc}[/]")
+                console.print(f"[yellow]{escape(str(exc))}[/]")
     except OSError as exc:
         raise out_dir_error(target, exc.strerror or str(exc)) from exc
     document["files"] = [str(path) for path in files]
@@ -65,4 +66,4 @@ def evaluate(
     console.print(rich_table(document["methods"], title, [(m.method.name, m.command) for m in missing]))
     if "comparison" in document:
         console.print(comparison_sentence(document["comparison"]))
-    console.print(f"[dim]Wrote {', '.join(str(path) for path in files)}[/]")
+    console.print(f"[dim]Wrote {escape(', '.join(str(path) for path in files))}[/]")

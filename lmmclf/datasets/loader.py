@@ -22,6 +22,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from lmmclf.config import ExperimentConfig
 from lmmclf.console import console, progress
 from lmmclf.datasets import fingerprint as fp
@@ -221,7 +223,7 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
                     resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
     _remember_frames(memo, verified)
     if decoded:
-        console.print(f"Decoded {decoded} video(s); middle frames cached under {cache_root / 'frames'}.")
+        console.print(f"Decoded {decoded} video(s); middle frames cached under {escape(str(cache_root / 'frames'))}.")
     return resolved, skipped, repaired
 
 
@@ -372,7 +374,7 @@ def report_repaired(index: DatasetIndex) -> None:
         return
     first = "; ".join(f"{s.source} ({s.reason})" for s in index.repaired[:REPORT_FIRST])
     more = f"; and {len(index.repaired) - REPORT_FIRST} more" if len(index.repaired) > REPORT_FIRST else ""
-    console.print(f"[yellow]Repaired {len(index.repaired)} broken cached frame(s) of {index.name}:[/] {first}{more}.", soft_wrap=True)
+    console.print(f"[yellow]Repaired {len(index.repaired)} broken cached frame(s) of {escape(index.name)}:[/] {escape(str(first))}{escape(str(more))}.", soft_wrap=True)
 
 
 def report_skipped(index: DatasetIndex) -> None:
