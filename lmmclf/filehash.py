@@ -153,9 +153,7 @@ def _open_database(db_path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(_SCHEMA)
         db.commit()
-        # a read-only memo would fail at the first remember(), mid-run: find out now
-        db.execute("BEGIN IMMEDIATE")
-        db.rollback()
+        # a memo that turns out read-only fails at its first remember(): _store falls back to memory then
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("database disk image is malformed")
     except sqlite3.Error:
