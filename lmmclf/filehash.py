@@ -19,6 +19,9 @@ from pathlib import Path
 
 from lmmclf.hashing import hash_file
 
+OPEN_WAIT_SECONDS = 5
+WRITE_WAIT_SECONDS = 60
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_hash (
     path TEXT PRIMARY KEY,
@@ -148,7 +151,8 @@ def _open_database(db_path: Path) -> sqlite3.Connection:
         OSError: its folder cannot be created.
     """
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
+    # opening waits briefly for another process's lock: past that the run goes on with a memo in memory
+    db = sqlite3.connect(str(db_path), timeout=OPEN_WAIT_SECONDS, check_same_thread=False)
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(_SCHEMA)
@@ -156,6 +160,7 @@ def _open_database(db_path: Path) -> sqlite3.Connection:
         # a memo that turns out read-only fails at its first remember(): _store falls back to memory then
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("database disk image is malformed")
+        db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_SECONDS * 1000}")  # writes are tiny: wait for other writers
     except sqlite3.Error:
         db.close()
         raise
