@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from lmmclf.devices import resolve_device
 from lmmclf.errors import LmmclfError
 from lmmclf.filehash import FileHashCache
-from lmmclf.models import local_identity
+from lmmclf.models import ModelRef, looks_like_path, resolve_model_ref
 
 LOCAL_DIR = "local-dir:"
 HF_HUB = "hf-hub:"
@@ -52,25 +53,6 @@ class LoadedClip:
         return int(self.model.visual.output_dim)
 
 
-def resolve_device(device: str | None) -> str:
-    """``"auto"`` (or None) -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``.
-
-    Args:
-        device: a torch device string or ``"auto"``.
-    """
-    import torch
-
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LmmclfError(f"Device '{device}' was requested but CUDA is not available; use --device cpu.")
-    return device
-
-
 def _schema(model: str) -> str | None:
     if model.startswith(LOCAL_DIR):
         return "local-dir"
@@ -94,8 +76,8 @@ def load_clip(model: str, pretrained: str | None, device: str = "auto") -> Loade
     import open_clip
 
     schema = _schema(model)
-    if schema == "local-dir":
-        folder = Path(model[len(LOCAL_DIR):]).expanduser()
+    if schema == "local-dir":  # a folder that moved is one sentence naming it, never a download
+        folder = resolve_model_ref(model[len(LOCAL_DIR):], None, None, what="embed.clip_model folder", local=True, load=True).path
         if not (folder / "open_clip_config.json").is_file():
             raise LmmclfError(f"CLIP folder {folder} has no open_clip_config.json (needed for a 'local-dir:' model).")
     if schema is None and pretrained is None:
@@ -103,8 +85,9 @@ def load_clip(model: str, pretrained: str | None, device: str = "auto") -> Loade
             f"CLIP model '{model}' has no pretrained weights given: set embed.clip_pretrained "
             "(e.g. openai) or use a local-dir:/hf-hub: model."
         )
-    if pretrained and Path(pretrained).expanduser().is_file():
-        pretrained = str(Path(pretrained).expanduser())  # the file clip_identity hashed (open_clip does not expand ~)
+    checkpoint = _checkpoint_ref(pretrained, None, load=True) if schema is None else None
+    if checkpoint is not None:
+        pretrained = checkpoint.load_name  # the file clip_identity hashed (open_clip does not expand ~)
     torch_device = resolve_device(device)
     try:
         clip, _, preprocess = open_clip.create_model_and_transforms(
@@ -120,53 +103,45 @@ def load_clip(model: str, pretrained: str | None, device: str = "auto") -> Loade
 def clip_identity(model: str, pretrained: str | None, hashes: FileHashCache) -> dict[str, Any]:
     """What identifies a CLIP model in cache keys.
 
+    Local folders and checkpoint files go through :func:`lmmclf.models.resolve_model_ref`: one
+    that has moved since its artifacts were made keeps its last seen identity (with a note), so
+    keys computed without loading CLIP still find those artifacts.
+
     Args:
         model: the model name as given to :func:`load_clip`.
         pretrained: the pretrained tag or checkpoint file.
         hashes: the file-hash memo (local folders and files are identified by their bytes).
 
     Raises:
-        LmmclfError: a ``local-dir:`` folder or a checkpoint file that does not exist.
+        LmmclfError: a ``local-dir:`` folder or a checkpoint file that does not exist and is not remembered.
     """
     schema = _schema(model)
     if schema == "local-dir":
-        folder = Path(model[len(LOCAL_DIR):]).expanduser()
-        if not folder.is_dir():
-            raise LmmclfError(f"CLIP folder {folder} does not exist (from model name '{model}').")
-        return {"clip": "local-dir", "name": folder.name, "local_sha256": local_identity(folder, hashes)}
+        folder = resolve_model_ref(model[len(LOCAL_DIR):], None, hashes, what="embed.clip_model folder", local=True)
+        if not folder.remembered and not folder.path.is_dir():
+            raise LmmclfError(f"CLIP folder {folder.path} is not a folder (from model name '{model}').")
+        return {"clip": "local-dir", "name": folder.identity["name"], "local_sha256": folder.identity["local_sha256"]}
     if schema == "hf-hub":
         # open_clip fetches hf-hub weights at the repo's main revision; the name is all it exposes.
         return {"clip": model, "pretrained": None}
-    if pretrained and Path(pretrained).expanduser().is_file():
-        checkpoint = Path(pretrained).expanduser()
-        return {"clip": model, "pretrained_sha256": hashes.hash(checkpoint)}
+    checkpoint = _checkpoint_ref(pretrained, hashes)
+    if checkpoint is not None:
+        return {"clip": model, "pretrained_sha256": checkpoint.identity["local_sha256"]}
     return {"clip": model, "pretrained": pretrained}
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` -> ``fp16`` on CUDA (every CUDA GPU has fast fp16; OpenAI trained CLIP in fp16), else ``fp32``.
+def _checkpoint_ref(pretrained: str | None, hashes: FileHashCache | None, load: bool = False) -> ModelRef | None:
+    """``pretrained`` as a local checkpoint file, or None when it is a tag (``openai``).
 
-    Args:
-        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16``.
-        device: the resolved torch device.
+    A file that exists is a checkpoint (as before); so is a missing one written as a path
+    (open_clip tags never hold a separator or start with ``~``), which the resolver then
+    remembers or reports, instead of handing open_clip a path it would take for a tag.
     """
-    if precision == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
-    return precision
-
-
-def autocast(precision: str, device: str):
-    """A context manager running CLIP under autocast at ``precision`` (a no-op for fp32).
-
-    Args:
-        precision: a resolved precision (``fp32``, ``fp16``, ``bf16``).
-        device: the resolved torch device.
-    """
-    import contextlib
-
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+    if not pretrained:
+        return None
+    path = Path(pretrained).expanduser()
+    if path.exists() and not path.is_file():
+        return None  # a folder is no checkpoint: open_clip reports it when loading, as before
+    ref = resolve_model_ref(pretrained, None, hashes, what="embed.clip_pretrained",
+                            local=path.is_file() or looks_like_path(pretrained, hub_ids=False), load=load)
+    return ref if ref.kind == "local" else None

@@ -21,6 +21,7 @@ import numpy as np
 
 from lmmclf.embed.read import ImageEmbeddings, TextEmbeddings
 from lmmclf.errors import LmmclfError
+from lmmclf.stages import command
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -85,7 +86,7 @@ def require_descriptions(coverage: dict[str, tuple[int, int]], limit: float, use
         if total and missing / total > limit:
             raise LmmclfError(
                 f"{uses} use descriptions, but {missing} of {total} {split} images ({missing / total:.0%}) have none, more than "
-                f"embed.max_missing_descriptions ({limit:.0%}) allows: rerun `lmmclf describe {dataset}` with the same options "
+                f"embed.max_missing_descriptions ({limit:.0%}) allows: rerun `{command('describe', dataset)}` with the same options "
                 "to retry the failed images, or set embed.max_missing_descriptions in the config (-c FILE) to accept them."
             )
 
@@ -143,13 +144,13 @@ def build_features(kind: str, images: ImageEmbeddings, texts: TextEmbeddings | N
     coverage: dict[str, tuple[int, int]] = {}
     if uses_text:
         if texts is None:
-            raise LmmclfError(f"Features '{kind}' need description embeddings; run `lmmclf embed` first.")
+            raise LmmclfError(f"Features '{kind}' need description embeddings; run `{command('embed')}` first.")
         rows = {item_id: row for row, item_id in enumerate(texts.ids)}
         missing = [i for i in ids if i not in rows]
         if missing:
             raise LmmclfError(
                 f"{len(missing)} images have no entry in the describe artifact (e.g. '{missing[0]}'): "
-                "describe and embed cover different items; re-run `lmmclf describe` and `lmmclf embed` with the same config."
+                f"describe and embed cover different items; re-run `{command('describe')}` and `{command('embed')}` with the same config."
             )
         order = np.asarray([rows[i] for i in ids], dtype=np.int64)
         text = _text_vectors(texts, normalize)[order]

@@ -32,6 +32,16 @@ CREATE TABLE IF NOT EXISTS file_hash (
 )
 """
 
+# The identity last seen for a local model path (a folder or a checkpoint file), so that a
+# model folder that has since moved is still recognised as local (see lmmclf.models).
+_MODEL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_identity (
+    path TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    seen_ns INTEGER NOT NULL
+)
+"""
+
 
 class FileHashCache:
     """``sha256`` of files, remembered by (path, size, mtime).
@@ -61,6 +71,7 @@ class FileHashCache:
                     break
         db = sqlite3.connect(":memory:", check_same_thread=False)
         db.execute(_SCHEMA)
+        db.execute(_MODEL_SCHEMA)
         return db
 
     def _fall_back_to_memory(self) -> None:
@@ -125,6 +136,38 @@ class FileHashCache:
                 except sqlite3.Error:
                     self._fall_back_to_memory()
 
+    def remember_model(self, path: str | Path, identity: str) -> None:
+        """Note ``identity`` (JSON text) as the last seen identity of the local model at ``path``.
+
+        Written only when it changed, so resolving the same model many times costs no commits.
+        """
+        resolved = os.path.abspath(path)
+        if self.model_identity(resolved) == identity:
+            return
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO model_identity (path, identity, seen_ns) VALUES (?,?,?)",
+                    (resolved, identity, time.time_ns()),
+                )
+                self._db.commit()
+            except sqlite3.Error:  # a note is a convenience: never fail, and keep the file hashes
+                try:
+                    self._db.rollback()
+                except sqlite3.Error:
+                    pass
+
+    def model_identity(self, path: str | Path) -> str | None:
+        """The identity (JSON text) last noted for the local model at ``path``, or None."""
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT identity FROM model_identity WHERE path = ?", (os.path.abspath(path),)
+                ).fetchone()
+            except sqlite3.Error:  # no such table (old read-only memo), damaged: nothing remembered
+                row = None
+        return row[0] if row else None
+
     def hash(self, path: str | Path) -> str:
         """The sha256 of ``path``, from the memo when the file is unchanged."""
         hit = self.lookup(path)
@@ -157,6 +200,11 @@ def _open_database(db_path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(_SCHEMA)
         db.commit()
+        try:
+            db.execute(_MODEL_SCHEMA)
+            db.commit()
+        except sqlite3.Error:  # an older memo on a read-only cache: keep its hashes, only no model notes
+            db.rollback()
         # a memo that turns out read-only fails at its first remember(): _store falls back to memory then
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("database disk image is malformed")

@@ -22,10 +22,11 @@ import numpy as np
 from lmmclf.config import ExperimentConfig
 from lmmclf.datasets.base import DatasetIndex
 from lmmclf.errors import LmmclfError
+from lmmclf.stages import command, version
 from lmmclf.store import ArtifactStore, KeySpec
 
 STAGE = "prototypes"
-VERSION = 1
+VERSION = version(STAGE)
 
 
 def prototypes_spec(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, text_key: str | None = None) -> KeySpec:
@@ -58,7 +59,7 @@ def class_prototypes(ids: list[str], table: np.ndarray, mask: np.ndarray, datase
     by_id = {item.id: item for item in dataset.items}
     unknown = [i for i in ids if i not in by_id]
     if unknown:
-        raise LmmclfError(f"{len(unknown)} described items are not in dataset '{dataset.name}' (e.g. '{unknown[0]}'); re-run `lmmclf describe {dataset.name}`.")
+        raise LmmclfError(f"{len(unknown)} described items are not in dataset '{dataset.name}' (e.g. '{unknown[0]}'); re-run `{command('describe', dataset.name)}`.")
     classes = len(dataset.class_names)
     sums = np.zeros((classes, table.shape[2]), dtype=np.float64)
     counts = np.zeros(classes, dtype=np.int64)
@@ -123,7 +124,7 @@ def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
     check_descriptions(cfg, dataset, store, text_key)
 
     def compute(handle) -> int:
-        with store.open(TEXT_STAGE, text_key, make_hint=f"lmmclf embed {dataset.name}") as source:
+        with store.open(TEXT_STAGE, text_key, make_hint=command("embed", dataset.name)) as source:
             texts = read_text_embeddings(source, table=True)
         prototypes, counts, images = class_prototypes(texts.ids, texts.table, texts.mask, dataset)
         handle.create_dataset("prototypes", data=prototypes)
@@ -133,7 +134,7 @@ def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
         return len(dataset.class_names)
 
     if not force and not store.is_complete(STAGE, spec.key):
-        store.open(TEXT_STAGE, text_key, make_hint=f"lmmclf embed {dataset.name}").close()
+        store.open(TEXT_STAGE, text_key, make_hint=command("embed", dataset.name)).close()
     return store.ensure(spec, compute, force=force)
 
 
@@ -150,14 +151,14 @@ def load_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
     text_key = text_embed_spec(cfg, dataset, store).key
     spec = prototypes_spec(cfg, dataset, store, text_key)
     check_descriptions(cfg, dataset, store, text_key)
-    with store.open(STAGE, spec.key, make_hint=f"lmmclf prototypes {dataset.name}") as handle:
+    with store.open(STAGE, spec.key, make_hint=command(STAGE, dataset.name)) as handle:
         try:
             names = strings(handle["class_names"][()])
             prototypes = handle["prototypes"][()].astype(np.float32)
         except (KeyError, OSError, ValueError, TypeError) as exc:
-            raise CorruptArtifactError(f"{handle.filename} is damaged ({str(exc).rstrip('.')}); run `lmmclf prototypes {dataset.name} --force` to recompute it.") from exc
+            raise CorruptArtifactError(f"{handle.filename} is damaged ({str(exc).rstrip('.')}); run `{command(STAGE, dataset.name, ['--force'])}` to recompute it.") from exc
     if prototypes.ndim != 2 or len(prototypes) != len(names):
-        raise CorruptArtifactError(f"{store.path(STAGE, spec.key)} is damaged (prototypes of shape {prototypes.shape}); run `lmmclf prototypes {dataset.name} --force` to recompute it.")
+        raise CorruptArtifactError(f"{store.path(STAGE, spec.key)} is damaged (prototypes of shape {prototypes.shape}); run `{command(STAGE, dataset.name, ['--force'])}` to recompute it.")
     if names != list(dataset.class_names):
-        raise LmmclfError(f"The cached prototypes' classes differ from dataset '{dataset.name}'; run `lmmclf prototypes {dataset.name} --force`.")
+        raise LmmclfError(f"The cached prototypes' classes differ from dataset '{dataset.name}'; run `{command(STAGE, dataset.name, ['--force'])}`.")
     return prototypes, names

@@ -6,6 +6,8 @@ through ``open_clip.create_model_and_transforms``, on a few 32 px images, on the
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -44,7 +46,7 @@ class Rig:
         from lmmclf.filehash import FileHashCache
         from lmmclf.finetune.sources import CachedTokens, StreamedImages
         from lmmclf.finetune.tail import FinetuneModel, split_tower
-        from lmmclf.finetune.trainer import autocast_factory
+        from lmmclf.devices import autocast
         from lmmclf.finetune.trunk_cache import ensure_trunk_cache, load_trunk_cache, trunk_spec
 
         self.device = torch.device("cpu")
@@ -59,14 +61,14 @@ class Rig:
             spec = trunk_spec(clip_identity(tiny_clip, None, FileHashCache(store.file_hash_db())), dataset, self.split,
                               clip.preprocess, dtype, "fp32")
             key = ensure_trunk_cache(store, spec, dataset, self.trunk, clip.preprocess, self.device,
-                                     autocast_factory(self.device, "fp32"), batch_size=5, num_workers=0, show_progress=False)
+                                     partial(autocast, "fp32", self.device), batch_size=5, num_workers=0, show_progress=False)
             self.source = CachedTokens(*load_trunk_cache(store, key, dataset), device=self.device)
         else:
             # augment: a random brightness shift drawn from torch's RNG, as torchvision's random transforms draw
             jitter = lambda image: clip.preprocess(image) + 0.5 * torch.rand(())  # noqa: E731
             self.source = StreamedImages(self.trunk, [i.path for i in train], labels(train), [i.path for i in test],
                                          labels(test), jitter if augment else clip.preprocess, clip.preprocess,
-                                         self.device, autocast_factory(self.device, "fp32"), random_transform=augment)
+                                         self.device, partial(autocast, "fp32", self.device), random_transform=augment)
         generator = torch.Generator().manual_seed(1)
         self.prototypes = torch.randn(len(dataset.class_names), clip.embed_dim, generator=generator)
 

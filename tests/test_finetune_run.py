@@ -184,7 +184,7 @@ def test_cli_names_the_missing_prototypes(image_root, tiny_clip, runner, store):
     config.write_text(toy_finetune_config(image_root, tiny_clip).to_yaml())
     result = runner.invoke(app, ["-c", str(config), "finetune", "--unlocked-blocks", "1"])
     assert result.exit_code == 1
-    assert "lmmclf prototypes toy" in result.stderr
+    assert f"`lmmclf -c {config} prototypes toy`" in " ".join(result.stderr.split())  # runnable, with the config in effect
     bad = runner.invoke(app, ["-c", str(config), "finetune", "--optimizer", "lion"])
     assert bad.exit_code == 1 and "finetune.optimizer" in bad.stderr
 
@@ -199,7 +199,8 @@ def test_eval_shows_both_finetune_rows(experiment, runner, store, tmp_path):
     base = run_finetune(cfg.override("finetune", alpha=0.0), store, show_progress=False)[0]
     partial = runner.invoke(app, ["-c", str(config), "eval", "--method", "all", "--no-plot", "--out-dir", str(tmp_path / "r0")])
     assert partial.exit_code == 0, partial.output
-    assert "Finetuning w/o Reg." in partial.stderr and "lmmclf finetune toy" in partial.stderr  # lmm-reg: its command
+    assert "Finetuning w/o Reg." in partial.stderr and "lmmclf -c" in partial.stderr  # lmm-reg: its command, with the config
+    assert "--alpha 0.01" in partial.stderr
     reg = run_finetune(cfg, store, show_progress=False)[0]
     result = runner.invoke(app, ["-c", str(config), "eval", "--method", "finetune,lmm-reg", "--json", "--no-plot",
                                  "--out-dir", str(tmp_path / "r1")])

@@ -3,7 +3,6 @@ damaged artifacts, odd paths in messages (issue 8, items 4, 7, 10, 11, 12)."""
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys

@@ -8,9 +8,6 @@ recomputed, resumed from, or set aside (issue 8, "a fuzz test").
 from __future__ import annotations
 
 import random
-import shutil
-import time
-from pathlib import Path
 
 import pytest
 

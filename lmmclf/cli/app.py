@@ -59,6 +59,12 @@ def main_options(
 ) -> None:
     ctx.obj = CliState(config_path=config, cache_dir=cache_dir, quiet=quiet)
     set_quiet(quiet)
+    # every command line printed during this run (hints deep in the library) carries these options;
+    # reset when the command ends, so one CliRunner invocation does not leak into the next
+    from lmmclf import stages
+
+    token = stages.invocation.set(stages.Invocation(config_path=config, cache_dir=cache_dir))
+    ctx.call_on_close(lambda: stages.invocation.reset(token))
 
 
 def _register() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from lmmclf.cli.common import command_prefix, print_json, reports_user_errors, state
+from lmmclf.cli.common import print_json, reports_user_errors, state
 from lmmclf.cli.options import JsonOpt
 from lmmclf.console import console
 
@@ -19,6 +19,13 @@ def _store(ctx: typer.Context):
     from lmmclf.store import ArtifactStore
 
     return ArtifactStore(state(ctx).cache_dir)
+
+
+def _cache_command(*words: str) -> str:
+    """``lmmclf [global options] cache WORDS...``, as the stage table renders every hint."""
+    from lmmclf import stages
+
+    return stages.command("cache", None, words)
 
 
 def _human_size(size: float) -> str:
@@ -58,7 +65,33 @@ def _row(info) -> dict:
         "age_s": round(time.time() - info.mtime, 1),
         "path": str(info.path),
         "complete": info.complete,
+        "params": spec.get("params") or {},
+        "inputs": spec.get("inputs") or {},
     }
+
+
+def _label_params(rows: list[dict]) -> None:
+    """Give each row a ``label``: the parameters that tell it from the other artifacts of its stage and dataset.
+
+    Always the stage's headline parameters (``shown`` in the stage table: features and seeds for
+    a probe), then every other parameter or input key whose value differs within the group.
+    """
+    from lmmclf import stages
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["stage"], row["dataset"]), []).append(row)
+    for (stage_name, _), group in groups.items():
+        artifact = stages.ARTIFACTS.get(stage_name)
+        shown = list(artifact.shown) if artifact else []
+        names = sorted({name for row in group for name in row["params"]})
+        differing = [n for n in names if n not in shown and len({repr(row["params"].get(n)) for row in group}) > 1]
+        roles = sorted({role for row in group for role in row["inputs"]})
+        inputs = [r for r in roles if len({row["inputs"].get(r) for row in group}) > 1]
+        for row in group:
+            label = stages.params_label(row["params"], [*shown, *differing])
+            keys = " ".join(f"{r}={(row['inputs'].get(r) or '-')[:8]}" for r in inputs)
+            row["label"] = " ".join(part for part in (label, keys) if part)
 
 
 @app.command("ls")
@@ -68,21 +101,24 @@ def ls(
     stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List artifacts: stage, dataset, model, key prefix, items, size, age."""
+    """List artifacts: stage, dataset, model, the parameters that tell them apart, key prefix, items, size, age."""
     from rich.table import Table
 
     store = _store(ctx)
     rows = [_row(info) for info in store.list() if stage is None or info.stage == stage]
+    _label_params(rows)
     if as_json:
         print_json(rows)
         return
     table = Table(title=f"Artifacts in {store.root}")
-    for column in ("stage", "dataset", "model", "key", "items", "size", "age"):
-        table.add_column(column, justify="right" if column in ("items", "size", "age") else "left")
+    for column in ("stage", "dataset", "model", "params", "key", "items", "size", "age"):
+        # the params cell folds rather than cuts: its end is what tells two artifacts apart
+        table.add_column(column, justify="right" if column in ("items", "size", "age") else "left",
+                         overflow="fold" if column == "params" else "ellipsis", min_width=12 if column == "key" else None)
     for row in rows:
         key = row["key"][:12] + ("" if row["complete"] else " (incomplete)")
         items = "" if row["items"] is None else str(row["items"])
-        table.add_row(*(escape(str(cell)) for cell in (row["stage"], row["dataset"], row["model"], key, items)),
+        table.add_row(*(escape(str(cell)) for cell in (row["stage"], row["dataset"], row["model"], row["label"], key, items)),
                       _human_size(row["size"]), _human_age(row["age_s"]))
     console.print(table)
     from lmmclf.cache_gc import orphan_files
@@ -90,7 +126,7 @@ def ls(
     orphans = orphan_files(store)
     if orphans:
         size = sum(path.stat().st_size for path in orphans if path.exists())
-        console.print(f"{len(orphans)} weights files have no artifact ({_human_size(size)}); `{escape(command_prefix(ctx))} cache gc` removes them.")
+        console.print(f"{len(orphans)} weights files have no artifact ({_human_size(size)}); `{escape(_cache_command('gc'))}` removes them.")
 
 
 @app.command("show")
@@ -123,7 +159,7 @@ def rm(ctx: typer.Context, keys: Annotated[list[str], typer.Argument(help="Keys 
     for key in keys:
         info = store.find(key)
         if store.is_busy(info.stage, info.key):
-            raise LmmclfError(f"{info.stage}/{info.key[:12]} is in use by a running process; run `{command_prefix(ctx)} cache rm {info.key[:12]}` again when it has finished.")
+            raise LmmclfError(f"{info.stage}/{info.key[:12]} is in use by a running process; run `{_cache_command('rm', info.key[:12])}` again when it has finished.")
         _removing(store, lambda: store.remove(info), info.path)
         console.print(f"removed {escape(info.stage)}/{info.key[:12]} ({_human_size(info.size)})")
 

@@ -75,19 +75,6 @@ def reports_user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def command_prefix(ctx: typer.Context) -> str:
-    """``lmmclf`` with the global options in effect, quoted for a shell: the start of every printed hint."""
-    import shlex
-
-    current = state(ctx)
-    parts = ["lmmclf"]
-    if current.config_path is not None:
-        parts += ["-c", shlex.quote(str(current.config_path))]
-    if current.cache_dir is not None:
-        parts += ["--cache-dir", shlex.quote(str(current.cache_dir))]
-    return " ".join(parts)
-
-
 def print_error(exc: BaseException) -> None:
     """One sentence on stderr; its text is printed as written (``[x]`` in a path is not Rich markup)."""
     from rich.markup import escape

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shlex
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -33,4 +33,8 @@ def demo(
         print_json({"config": str(assets.config), "data": str(assets.data), "lmm": str(assets.lmm), "clip": assets.clip})
         return
     console.print(f"Demo ready: config [bold]{escape(str(assets.config))}[/] (tiny random models: a plumbing demo, not accuracy).")
-    console.print(f"Next: lmmclf -c {escape(shlex.quote(str(assets.config)))} describe   (then embed, prototypes, probe, finetune, eval)")
+    from lmmclf import stages
+
+    # the demo's own config, with the cache given to this command (if any)
+    first = stages.command("describe", options=dataclasses.replace(stages.invocation.get(), config_path=assets.config))
+    console.print(f"Next: {escape(first)}   (then embed, prototypes, probe, finetune, eval)")

@@ -68,15 +68,10 @@ def describe(
 
 def same_command(ctx: typer.Context) -> str:
     """The command line that reruns this one: global options and the arguments and options given (not --json)."""
-    import shlex
+    from lmmclf import stages
 
     current = state(ctx)
-    words = ["lmmclf"]
-    if current.config_path:
-        words += ["-c", str(current.config_path)]
-    if current.cache_dir:
-        words += ["--cache-dir", str(current.cache_dir)]
-    words.append(ctx.info_name or "describe")
+    words: list[str] = []
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         # compared by name: typer may bring its own copy of click, whose classes are not click's
@@ -92,4 +87,4 @@ def same_command(ctx: typer.Context) -> str:
                 words.append(max(param.opts, key=len))
         else:
             words += [max(param.opts, key=len), str(value)]
-    return shlex.join(words)
+    return stages.command(ctx.info_name or "describe", None, words, stages.Invocation(current.config_path, current.cache_dir))

@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
-from lmmclf.cli.options import BatchSizeOpt, DatasetArg, DeviceOpt, ForceOpt, JsonOpt, SeedsOpt
+from lmmclf.cli.options import (
+    BatchSizeOpt,
+    DatasetArg,
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    SeedsOpt,
+)
 from lmmclf.console import console
 
 _PANEL = "Training"
@@ -56,7 +64,7 @@ def finetune(
     try:
         outcomes = run_finetune(cfg, store, show_progress=not console.quiet, resume=resume, force=force)
     except TrainingInterrupted as exc:
-        console.print(f"[yellow]Interrupted.[/] {exc} Run the same command again to resume (or add --no-resume to start over).")
+        console.print(f"[yellow]Interrupted.[/] {escape(str(exc))} Run the same command again to resume (or add --no-resume to start over).")
         raise typer.Exit(130) from None
     if as_json:
         print_json([_summary(outcome) for outcome in outcomes])

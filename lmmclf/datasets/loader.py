@@ -33,6 +33,7 @@ from lmmclf.datasets.registry import ADAPTERS, resolve
 from lmmclf.datasets.sources import Scan, Source
 from lmmclf.errors import DatasetError
 from lmmclf.filehash import FileHashCache
+from lmmclf.stages import command
 
 REPORT_FIRST = 3  # skipped files named in the one-line report
 _HASH_THREADS = 8  # hashing and image decoding release the GIL; threads suffice
@@ -84,7 +85,7 @@ def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True, reche
         if not any(r.source.split == split for r in resolved):
             raise DatasetError(
                 f"{entry.root}: no usable {split} file ({len(skipped)} unreadable; "
-                f"`lmmclf datasets check {entry.name}` lists them)."
+                f"`{command('datasets', None, ['check', entry.name])}` lists them)."
             )
     options = dict(scan.options)
     if videos:
@@ -385,6 +386,6 @@ def report_skipped(index: DatasetIndex) -> None:
     more = f"; and {len(index.skipped) - REPORT_FIRST} more" if len(index.skipped) > REPORT_FIRST else ""
     console.print(
         f"[yellow]Skipped {len(index.skipped)} unusable file(s) of {index.name}:[/] {first}{more} "
-        f"(`lmmclf datasets info {index.name}` lists them).",
+        f"(`{escape(command('datasets', None, ['info', index.name]))}` lists them).",
         soft_wrap=True,
     )

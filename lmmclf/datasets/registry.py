@@ -25,6 +25,7 @@ from lmmclf.datasets.era import EraAdapter
 from lmmclf.datasets.imagefolder import ImageFolderAdapter
 from lmmclf.datasets.ucf101 import Ucf101Adapter
 from lmmclf.errors import DatasetError
+from lmmclf.stages import command
 
 CONFIG_DIR_ENV = "LMMCLF_CONFIG_DIR"
 REGISTRY_FILE = "datasets.yaml"
@@ -147,8 +148,9 @@ def resolve(section: DatasetSection) -> DatasetEntry:
     root = section.root or entry.get("root")
     if root is None or type_name is None:
         raise DatasetError(
-            f"Dataset '{name}' is not registered: run `lmmclf datasets add {name} --root PATH"
-            f"{'' if name in ADAPTERS else ' --type TYPE'}` (or set dataset.root in the config)."
+            f"Dataset '{name}' is not registered: run "
+            f"`{command('datasets', None, ['add', name, '--root', 'PATH', *([] if name in ADAPTERS else ['--type', 'TYPE'])])}` "
+            "(or set dataset.root in the config)."
         )
     check_type(type_name)
     return DatasetEntry(name, type_name, Path(root).expanduser().resolve())

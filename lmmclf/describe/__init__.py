@@ -11,11 +11,8 @@ from lmmclf.describe.parse import PARSER_VERSION, parse_descriptions
 from lmmclf.describe.prompts import PRESETS, resolve_prompt
 from lmmclf.describe.runner import DescribeSummary, parse_shard, run_describe
 
-MAKE_HINT = "lmmclf describe DATASET"  # what `store.open(..., make_hint=...)` tells a user whose artifact is missing
-
 __all__ = [
     "BACKENDS",
-    "MAKE_HINT",
     "PARSER_VERSION",
     "PRESETS",
     "STAGE",

@@ -4,7 +4,9 @@ Key (:func:`describe_spec`): the dataset identity plus the described subset (spl
 the backend, the model identity (hub id + revision or a hash of a local folder for ``hf``; the
 served model name for ``openai``), dtype and quantization as configured (``hf``), the prompt
 text, K, every decoding parameter that acts (temperature, top-p and seed only when sampling),
-and the parser version. Not in the key: device, batch size, concurrency, shard, URL, API key.
+and the parser version. Not in the key: device, batch size, concurrency, shard, URL, API key. Which describe fields
+enter is declared next to their defaults (``lmmclf.config``); backend options (dtype,
+quantization, image size...) enter only for a backend that reads them (``Backend.reads``).
 
 HDF5 layout (stage ``describe``)::
 
@@ -25,15 +27,18 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from lmmclf.describe.backends.base import Answer, backend_class
+from rich.markup import escape
+
+from lmmclf.describe.backends.base import Answer, backend_class, unread_options
 from lmmclf.describe.parse import PARSER_VERSION, parse_descriptions
 from lmmclf.describe.prompts import resolve_prompt
 from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.filehash import FileHashCache
+from lmmclf.stages import command, key_params, version
 from lmmclf.store import KeySpec
 
 STAGE = "describe"
-STAGE_VERSION = 1  # bump when the artifact's content changes for the same key inputs
+STAGE_VERSION = version(STAGE)  # bump it in lmmclf.stages when the content changes for the same key inputs
 LAYOUT = ("ids", "descriptions", "num_descriptions", "raw", "generated_tokens", "ok", "errors")
 
 
@@ -46,26 +51,40 @@ def describe_spec(cfg, dataset, store) -> KeySpec:
         store: the artifact store (its file-hash memo speeds up hashing local models).
     """
     section = cfg.describe
+    backend = backend_class(section.backend)
+    warn_unread_options(section, backend)
     hashes = FileHashCache(store.file_hash_db())
     try:
-        model, backend_params = backend_class(section.backend).key_parts(section, hashes)
+        model, backend_params = backend.key_parts(section, hashes)
     finally:
         hashes.close()
+    # the declared key fields (lmmclf.config), backend options only where this backend reads them
     params: dict[str, Any] = {
-        "backend": section.backend,
+        **key_params(cfg, STAGE, reads=backend.reads),
         "prompt": resolve_prompt(section.prompt, section.prompt_preset, section.num_descriptions),
-        "num_descriptions": section.num_descriptions,
-        "split": section.split,
         "limit": effective_limit(dataset, section.split, section.limit),
-        "max_new_tokens": section.max_new_tokens,
-        "repetition_penalty": section.repetition_penalty,
-        "sample": section.sample,
         "parser_version": PARSER_VERSION,
         **backend_params,
     }
-    if section.sample:
-        params.update(temperature=section.temperature, top_p=section.top_p, seed=section.seed)
     return KeySpec(stage=STAGE, version=STAGE_VERSION, dataset=dataset.identity(), model=model, params=params)
+
+
+_warned: set[tuple[str, str]] = set()  # (backend, field) pairs already warned about in this process
+
+
+def warn_unread_options(section, backend) -> None:
+    """Warn, once per process, about each describe option set for a backend that does not read it.
+
+    Such a setting changes nothing (and stays out of the key), which a user who set it should know.
+    """
+    for name in unread_options(section, backend):
+        if (section.backend, name) in _warned:
+            continue
+        _warned.add((section.backend, name))
+        from lmmclf.console import console
+
+        console.print(f"[yellow]Warning[/]: describe.{name} is set, but the {escape(section.backend)} backend does not read it; "
+                      "it changes nothing and is not part of the cache key.", soft_wrap=True)
 
 
 def effective_limit(dataset, split: str, limit: int | None) -> int | None:
@@ -176,7 +195,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     import h5py
 
     rows = []
-    fix = "`lmmclf describe` with the same options recomputes it"
+    fix = f"`{command(STAGE)}` with the same options recomputes it"
     try:
         with h5py.File(path, "r") as handle:
             absent = [name for name in LAYOUT if not isinstance(handle.get(name), h5py.Dataset)]

@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rich.markup import escape
+
 from lmmclf.console import console, progress
 from lmmclf.describe.artifact import (
     STAGE,
@@ -113,7 +115,7 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
 
     def waiting() -> None:
         what = f"shard {shard[0]}/{shard[1]} of " if shard else ""
-        console.print(f"Another process is describing {what}'{dataset.name}' with the same settings (key {spec.key[:12]}); "
+        console.print(f"Another process is describing {escape(what)}'{escape(dataset.name)}' with the same settings (key {spec.key[:12]}); "
                       "waiting for it to finish, then using its results.")
 
     # the whole run holds the activity lock: a twin waits here, then reads what the first one wrote
@@ -199,7 +201,7 @@ def _known_records(store, key: str) -> tuple[dict[str, dict[str, Any]], bool]:
             intact = True
         except CorruptArtifactError as exc:
             # marked complete but damaged (a dataset deleted or cut): absent, rebuilt from journals and new work
-            console.print(f"[yellow]Ignoring a damaged artifact[/]: {exc}", soft_wrap=True)
+            console.print(f"[yellow]Ignoring a damaged artifact[/]: {escape(str(exc))}", soft_wrap=True)
     sources += [journal.read() for journal in _journals(store, key)]
     return merge_records(sources), intact
 
@@ -269,7 +271,7 @@ def _describe_existing(path, summary: DescribeSummary) -> None:
     try:
         rows = read_rows(path)
     except CorruptArtifactError as exc:  # damaged since we wrote it; the next run rebuilds it
-        console.print(f"[yellow]Warning[/]: {exc}", soft_wrap=True)
+        console.print(f"[yellow]Warning[/]: {escape(str(exc))}", soft_wrap=True)
         return
     failed = [row for row in rows if not row["ok"]]
     summary.failures_total = len(failed)
@@ -316,9 +318,9 @@ def print_summary(summary: DescribeSummary) -> None:
     if summary.failures_total or summary.failed:
         failed = summary.failures_total or summary.failed
         retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
-        console.print(f"[yellow]{failed} of {summary.total} images failed[/] (recorded with their reason; run {retry} again to retry only them):",
+        console.print(f"[yellow]{failed} of {summary.total} images failed[/] (recorded with their reason; run {escape(retry)} again to retry only them):",
                       soft_wrap=True)
         for line in summary.failure_examples:
-            console.print(f"  {line}", soft_wrap=True)
+            console.print(f"  {escape(line)}", soft_wrap=True)
     if summary.artifact:
-        console.print(f"artifact: {summary.artifact}")
+        console.print(f"artifact: {escape(str(summary.artifact))}")

@@ -102,7 +102,7 @@ def encode_images(model: Any, paths: Sequence[str], preprocess: Callable, settin
     """
     import torch
 
-    from lmmclf.clip import autocast
+    from lmmclf.devices import autocast
 
     embeddings: np.ndarray | None = None
     errors = [""] * len(paths)

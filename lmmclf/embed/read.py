@@ -13,8 +13,13 @@ from typing import Any
 import numpy as np
 
 from lmmclf.errors import CorruptArtifactError
+from lmmclf.stages import command
 
-REMAKE = "run `lmmclf embed` again with --force and the same options to recompute it"
+
+
+def remake() -> str:
+    """How to recompute a damaged embedding artifact (the command with the global options in effect)."""
+    return f"run `{command('embed', None, ['--force'])}` again with the same options to recompute it"
 
 
 def strings(values) -> list[str]:
@@ -69,9 +74,9 @@ def _read(handle: Any, name: str, rows: int | None, ndim: int) -> np.ndarray:
     try:
         data = handle[name][()]
     except (KeyError, OSError, ValueError, TypeError) as exc:
-        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' cannot be read: {str(exc).rstrip('.')}); {REMAKE}.") from exc
+        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' cannot be read: {str(exc).rstrip('.')}); {remake()}.") from exc
     if not isinstance(data, np.ndarray) or data.ndim != ndim or (rows is not None and len(data) != rows):
-        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' has shape {getattr(data, 'shape', '?')}); {REMAKE}.")
+        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' has shape {getattr(data, 'shape', '?')}); {remake()}.")
     return data
 
 
@@ -99,7 +104,7 @@ def read_image_embeddings(handle: Any) -> ImageEmbeddings:
     try:
         class_names = json.loads(handle.attrs["class_names"])
     except (KeyError, ValueError, TypeError) as exc:
-        raise CorruptArtifactError(f"{handle.filename} is damaged (no readable class_names attribute); {REMAKE}.") from exc
+        raise CorruptArtifactError(f"{handle.filename} is damaged (no readable class_names attribute); {remake()}.") from exc
     return ImageEmbeddings(
         ids=ids,
         labels=_read(handle, "labels", len(ids), 1).astype(np.int64),
@@ -120,5 +125,5 @@ def read_text_embeddings(handle: Any, table: bool = False) -> TextEmbeddings:
     mask = _read(handle, "mask", len(ids), 2).astype(bool)
     embeddings = _read(handle, "description_embeddings", len(ids), 3).astype(np.float32) if table else None
     if embeddings is not None and embeddings.shape[1] != mask.shape[1]:
-        raise CorruptArtifactError(f"{handle.filename} is damaged (description_embeddings and mask disagree in shape); {REMAKE}.")
+        raise CorruptArtifactError(f"{handle.filename} is damaged (description_embeddings and mask disagree in shape); {remake()}.")
     return TextEmbeddings(ids=ids, pooled=_read(handle, "pooled", len(ids), 2).astype(np.float32), mask=mask, table=embeddings)

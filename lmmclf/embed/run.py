@@ -18,12 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 
 from lmmclf.config import ExperimentConfig
 from lmmclf.console import console, progress
 from lmmclf.datasets.base import DatasetIndex
-from lmmclf.embed.specs import covered_items, describe_key, image_embed_spec, text_embed_spec
+from lmmclf.embed.specs import (
+    covered_items,
+    describe_key,
+    image_embed_spec,
+    text_embed_spec,
+)
 from lmmclf.errors import CorruptArtifactError
+from lmmclf.stages import command
 from lmmclf.store import ArtifactStore
 
 
@@ -52,14 +59,14 @@ class _ClipHolder:
         if self._loaded is None:
             from lmmclf.clip import load_clip
 
-            console.print(f"Loading CLIP {self.cfg.embed.clip_model} ({self.cfg.embed.clip_pretrained or 'bundled weights'})")
+            console.print(f"Loading CLIP {escape(self.cfg.embed.clip_model)} ({escape(self.cfg.embed.clip_pretrained or 'bundled weights')})")
             self._loaded = load_clip(self.cfg.embed.clip_model, self.cfg.embed.clip_pretrained, self.cfg.embed.device)
         return self._loaded
 
 
 def encode_settings(cfg: ExperimentConfig):
     """The :class:`EncodeSettings` of ``cfg.embed`` (device and precision resolved)."""
-    from lmmclf.clip import resolve_device, resolve_precision
+    from lmmclf.devices import resolve_device, resolve_precision
     from lmmclf.embed.images import EncodeSettings
 
     device = resolve_device(cfg.embed.device)
@@ -67,7 +74,7 @@ def encode_settings(cfg: ExperimentConfig):
         batch_size=cfg.embed.batch_size,
         num_workers=cfg.embed.num_workers,
         device=device,
-        precision=resolve_precision(cfg.embed.precision, device),
+        precision=resolve_precision(cfg.embed.precision, device),  # inference: fp16 on CUDA, no bf16 preference
     )
 
 
@@ -132,7 +139,7 @@ def embed_images(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSt
         report.image_errors = sum(1 for e in errors if e)
         for item, error in zip(items, errors):
             if error:
-                console.print(f"[yellow]Could not read image[/] {item.path}: {error}")
+                console.print(f"[yellow]Could not read image[/] {escape(str(item.path))}: {escape(str(error))}")
         return len(items)
 
     path = store.ensure(spec, compute, force=force)
@@ -162,7 +169,7 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
     spec = text_embed_spec(cfg, dataset, store, describe)
     report = report if report is not None else EmbedReport()
     report.text_key = spec.key
-    with store.open("describe", describe, make_hint=f"lmmclf describe {dataset.name}") as handle:
+    with store.open("describe", describe, make_hint=command("describe", dataset.name)) as handle:
         try:
             descriptions = read_descriptions(handle)
         except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:
@@ -171,7 +178,7 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
             damage = None if len(descriptions.texts) == len(descriptions.ids) else "its datasets disagree in length"
         if damage:  # marked complete, yet a dataset is missing or cut: describe treats it as absent and rebuilds it
             raise CorruptArtifactError(
-                f"{handle.filename} is damaged ({damage}); run `lmmclf describe {dataset.name}` again with the same options to rebuild it."
+                f"{handle.filename} is damaged ({damage}); run `{command('describe', dataset.name)}` again with the same options to rebuild it."
             )
     flat_texts = [text for texts in descriptions.texts for text in texts]
 
@@ -218,7 +225,7 @@ def run_embed(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
     holder = _ClipHolder(cfg)
     if texts:  # check the describe artifact first: a missing input should fail before any work
         key = describe or describe_key(cfg, dataset, store)
-        store.open("describe", key, make_hint=f"lmmclf describe {dataset.name}").close()
+        store.open("describe", key, make_hint=command("describe", dataset.name)).close()
         describe = key
     if images:
         embed_images(cfg, dataset, store, force=force, clip=holder, report=report)

@@ -20,12 +20,13 @@ from lmmclf.config import ExperimentConfig
 from lmmclf.datasets.base import DatasetIndex, Item
 from lmmclf.describe.artifact import effective_limit
 from lmmclf.filehash import FileHashCache
+from lmmclf.stages import key_params, version
 from lmmclf.store import ArtifactStore, KeySpec
 
 IMAGE_STAGE = "embed-image"
 TEXT_STAGE = "embed-text"
-IMAGE_VERSION = 1
-TEXT_VERSION = 1
+IMAGE_VERSION = version(IMAGE_STAGE)  # versions live in the stage table (lmmclf.stages)
+TEXT_VERSION = version(TEXT_STAGE)
 
 
 def covered_items(cfg: ExperimentConfig, dataset: DatasetIndex) -> list[Item]:
@@ -69,7 +70,7 @@ def image_embed_spec(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifa
         version=IMAGE_VERSION,
         dataset=dataset.identity(),
         model=clip_model_identity(cfg, store),
-        params={"storage_dtype": cfg.embed.storage_dtype, **coverage_params(cfg, dataset)},
+        params={**key_params(cfg, IMAGE_STAGE), **coverage_params(cfg, dataset)},
     )
 
 
@@ -96,6 +97,6 @@ def text_embed_spec(
         version=TEXT_VERSION,
         dataset=dataset.identity(),
         model=clip_model_identity(cfg, store),
-        params={"storage_dtype": cfg.embed.storage_dtype},
+        params=key_params(cfg, TEXT_STAGE),
         inputs={"describe": describe or describe_key(cfg, dataset, store)},
     )

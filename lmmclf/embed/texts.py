@@ -102,7 +102,7 @@ def encode_texts(model: Any, tokenizer: Callable, texts: Sequence[str], settings
     """
     import torch
 
-    from lmmclf.clip import autocast
+    from lmmclf.devices import autocast
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     out: np.ndarray | None = None

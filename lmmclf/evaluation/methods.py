@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lmmclf.errors import LmmclfError
+from lmmclf.stages import command
 from lmmclf.store import KeySpec
 
 
@@ -24,7 +25,8 @@ class Method:
         name: the CLI name (``--method concat``).
         label: the row label, in the paper's wording.
         specs: ``(cfg, dataset, store) -> [KeySpec, ...]``: the artifacts holding its runs.
-        command: ``(cfg, dataset_name) -> str``: the command that makes them (for error messages).
+        command: ``(cfg, dataset_name) -> str``: the command that makes them (for error messages),
+            rendered by :func:`lmmclf.stages.command` with the global options in effect.
         compute: ``(cfg, dataset, store) -> None``: makes them (for ``--compute-missing``).
     """
 
@@ -47,7 +49,7 @@ def register_method(method: Method) -> Method:
     return method
 
 
-def _probe(features: str, label: str, command: str) -> Method:
+def _probe(features: str, label: str) -> Method:
     def specs(cfg, dataset, store):
         from lmmclf.probe.stage import probe_spec
 
@@ -69,18 +71,18 @@ def _probe(features: str, label: str, command: str) -> Method:
             make_prototypes(cfg, dataset, store)
         run_probe(cfg, dataset, store, features)
 
-    return Method(features, label, specs, lambda cfg, name: command.format(dataset=name), compute)
+    return Method(features, label, specs, lambda cfg, name: command("probe", name, ["--features", features]), compute)
 
 
-for _features, _label, _command in (
-    ("image", "CLIP (image)", "lmmclf probe {dataset} --features image"),
-    ("text", "CLIP (LMM descriptions)", "lmmclf probe {dataset} --features text"),
-    ("concat", "CLIP (image & LMM descriptions - CONCAT)", "lmmclf probe {dataset} --features concat"),
-    ("mean", "CLIP (image & LMM descriptions - MEAN)", "lmmclf probe {dataset} --features mean"),
-    ("zeroshot", "CLIP zero-shot (prompt ensemble)", "lmmclf probe {dataset} --features zeroshot"),
-    ("prototype-zeroshot", "LMM prototypes zero-shot", "lmmclf probe {dataset} --features prototype-zeroshot"),
+for _features, _label in (
+    ("image", "CLIP (image)"),
+    ("text", "CLIP (LMM descriptions)"),
+    ("concat", "CLIP (image & LMM descriptions - CONCAT)"),
+    ("mean", "CLIP (image & LMM descriptions - MEAN)"),
+    ("zeroshot", "CLIP zero-shot (prompt ensemble)"),
+    ("prototype-zeroshot", "LMM prototypes zero-shot"),
 ):
-    register_method(_probe(_features, _label, _command))
+    register_method(_probe(_features, _label))
 
 
 def load_extensions() -> None:

@@ -18,10 +18,11 @@ from typing import Any
 
 from lmmclf.config import ExperimentConfig
 from lmmclf.errors import ConfigError
+from lmmclf.stages import key_params, version
 from lmmclf.store import ArtifactStore, KeySpec
 
 STAGE = "finetune"
-VERSION = 1
+VERSION = version(STAGE)
 HEAD = "linear"  # the paper's single fully connected layer on CLIP's image embedding
 
 
@@ -83,12 +84,11 @@ def finetune_spec(cfg: ExperimentConfig, dataset, store: ArtifactStore, seed: in
     from lmmclf.prototypes import prototypes_spec
 
     section = cfg.finetune
+    settings_from_config(cfg)  # checks the values (one sentence naming the setting)
     cached = uses_trunk_cache(cfg)
     params = {
-        **settings_from_config(cfg).identity(),
-        "unlocked_blocks": section.unlocked_blocks,
+        **key_params(cfg, STAGE),  # the declared key fields (lmmclf.config); momentum only with sgd
         "head": HEAD,
-        "augment": section.augment,
         "trunk_cache": cached,
         # float16 storage rounds the trunk output: a (tiny) change of the result.
         "trunk_dtype": section.trunk_dtype if cached else None,

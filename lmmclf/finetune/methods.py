@@ -9,6 +9,7 @@ written for the baseline must not make the two rows the same run).
 from __future__ import annotations
 
 from lmmclf.evaluation.methods import Method, register_method
+from lmmclf import stages
 
 PAPER_ALPHA = 0.01  # paper 2, section 4.2
 
@@ -31,7 +32,7 @@ def _method(name: str, label: str, alpha_of) -> Method:
         return finetune_specs(config(cfg), dataset, store)
 
     def command(cfg, dataset_name: str) -> str:
-        return f"lmmclf finetune {dataset_name} --alpha {alpha_of(cfg):g}"
+        return stages.command("finetune", dataset_name, ["--alpha", f"{alpha_of(cfg):g}"])
 
     def compute(cfg, dataset, store):
         from lmmclf.embed.run import embed_texts

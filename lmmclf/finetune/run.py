@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
+from rich.markup import escape
 
 from lmmclf.config import ExperimentConfig
 from lmmclf.console import console, progress
@@ -55,17 +56,6 @@ class FinetuneOutcome:
     trained: bool
 
 
-def resolve_precision(configured: str, device) -> str:
-    """``auto``: bf16 on GPUs that have it, fp16 (with a grad scaler) on older GPUs, fp32 elsewhere."""
-    import torch
-
-    if configured != "auto":
-        return configured
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
 def run_finetune(cfg: ExperimentConfig, store: ArtifactStore, show_progress: bool = True, resume: bool = True,
                  force: bool = False, should_stop: Optional[Callable[[], bool]] = None) -> list[FinetuneOutcome]:
     """Train (or load from the cache) every seed of ``cfg.finetune``.
@@ -96,8 +86,9 @@ def run_finetune(cfg: ExperimentConfig, store: ArtifactStore, show_progress: boo
 def load_outcome(store: ArtifactStore, spec: KeySpec, trained: bool = False) -> FinetuneOutcome:
     """Read one seed's stored run."""
     from lmmclf.results import read_runs
+    from lmmclf.stages import command
 
-    with store.open(STAGE, spec.key, make_hint="lmmclf finetune") as handle:
+    with store.open(STAGE, spec.key, make_hint=command(STAGE, (spec.dataset or {}).get("name"), ["--alpha", f"{spec.params['alpha']:g}"])) as handle:
         run = read_runs(handle)[0]
     return FinetuneOutcome(spec.key, run, store.path(STAGE, spec.key), weights_path(store, spec.key), trained)
 
@@ -122,16 +113,19 @@ class Session:
     """
 
     def __init__(self, cfg: ExperimentConfig, store: ArtifactStore, dataset, show_progress: bool):
+        from functools import partial
+
         import torch
 
-        from lmmclf.clip import load_clip, resolve_device
+        from lmmclf.clip import load_clip
+        from lmmclf.devices import autocast, resolve_device, resolve_precision
         from lmmclf.finetune.tail import FinetuneModel, split_tower
-        from lmmclf.finetune.trainer import autocast_factory
 
         self.cfg, self.store, self.dataset, self.show_progress = cfg, store, dataset, show_progress
         section = cfg.finetune
         self.device = torch.device(resolve_device(section.device))
-        self.precision = resolve_precision(section.precision, self.device)
+        # training: bf16 where the GPU has it, else fp16 with the trainer's grad scaler
+        self.precision = resolve_precision(section.precision, self.device, prefer_bf16=True)
         self.settings = settings_from_config(cfg, self.precision)
         self.prototypes = load_class_prototypes(cfg, dataset, store).to(self.device)
         clip = load_clip(cfg.embed.clip_model, cfg.embed.clip_pretrained, device=str(self.device))
@@ -141,7 +135,7 @@ class Session:
         tail.grad_checkpointing = section.grad_checkpointing
         self.model = FinetuneModel(tail, clip.embed_dim, len(dataset.class_names)).to(self.device)
         self.initial_tail = {k: v.detach().clone() for k, v in tail.state_dict().items()}
-        self.autocast = autocast_factory(self.device, self.precision)
+        self.autocast = partial(autocast, self.precision, self.device)
         self.trunk_key: str | None = None
         self.source = self._source()
 
@@ -149,7 +143,11 @@ class Session:
         import torch
 
         from lmmclf.finetune.sources import CachedTokens, StreamedImages
-        from lmmclf.finetune.trunk_cache import ensure_trunk_cache, load_trunk_cache, trunk_spec
+        from lmmclf.finetune.trunk_cache import (
+            ensure_trunk_cache,
+            load_trunk_cache,
+            trunk_spec,
+        )
 
         section, dataset = self.cfg.finetune, self.dataset
         if uses_trunk_cache(self.cfg):
@@ -167,7 +165,7 @@ class Session:
                 tokens = load_trunk_cache(self.store, self.trunk_key, dataset)
             except CorruptArtifactError as exc:  # damaged data inside a finished file: recompute it once
                 if self.show_progress:
-                    console.print(f"[yellow]Recomputing the trunk cache[/]: {exc}", soft_wrap=True)
+                    console.print(f"[yellow]Recomputing the trunk cache[/]: {escape(str(exc))}", soft_wrap=True)
                 self.trunk_key = build(force=True)
                 tokens = load_trunk_cache(self.store, self.trunk_key, dataset)
             return CachedTokens(*tokens, device=self.device)
@@ -256,12 +254,13 @@ def load_class_prototypes(cfg: ExperimentConfig, dataset, store: ArtifactStore):
     import torch
 
     from lmmclf.prototypes import load_prototypes
+    from lmmclf.stages import command
 
     prototypes, names = load_prototypes(cfg, dataset, store)
     if list(names) != list(dataset.class_names):
         raise LmmclfError(
             f"The prototypes' classes ({', '.join(names[:5])}...) do not match the dataset's "
-            f"({', '.join(dataset.class_names[:5])}...): rerun `lmmclf prototypes {dataset.name}`."
+            f"({', '.join(dataset.class_names[:5])}...): rerun `{command('prototypes', dataset.name, ['--force'])}`."
         )
     return torch.as_tensor(np.asarray(prototypes, dtype=np.float32))
 

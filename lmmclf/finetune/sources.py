@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from lmmclf.errors import DatasetError
+from lmmclf.stages import command
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -91,7 +92,7 @@ class ImageFiles(torch.utils.data.Dataset):
             with Image.open(path) as image:
                 return self.transform(image.convert("RGB"))
         except OSError as exc:
-            raise DatasetError(f"Cannot read image {path} ({exc}); fix or remove it and rerun `lmmclf datasets check`.") from exc
+            raise DatasetError(f"Cannot read image {path} ({exc}); fix or remove it and rerun `{command('datasets', None, ['check'])}`.") from exc
 
 
 class StreamedImages:

@@ -15,14 +15,15 @@ random augmentation, which cannot be replayed mid-epoch, the epoch restarts inst
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+from lmmclf.devices import autocast
 from lmmclf.errors import LmmclfError
 from lmmclf.finetune.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_aside, set_rng_state
 
@@ -105,14 +106,6 @@ def init_head(head: torch.nn.Linear, seed: int) -> None:
         head.bias.copy_(bias)
 
 
-def autocast_factory(device: torch.device, precision: str) -> Callable[[], Any]:
-    """A function returning the mixed-precision context for ``precision`` (fp32: none)."""
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "fp32":
-        return nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtypes[precision])
-
-
 def make_optimizer(params, settings: TrainSettings) -> torch.optim.Optimizer:
     """The optimizer named in ``settings`` (a table, not a chain of ifs)."""
     factories = {
@@ -161,7 +154,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.params, settings)
         self.schedule = make_schedule(self.optimizer, settings)
-        self.autocast = autocast_factory(device, settings.precision)
+        self.autocast = partial(autocast, settings.precision, device)
         # A grad scaler only for fp16: bf16 has float32's exponent range and needs none.
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
         self.epoch, self.step = 0, 0

@@ -25,10 +25,11 @@ import numpy as np
 from lmmclf.console import console, progress
 from lmmclf.errors import CorruptArtifactError, DatasetError, storage_error
 from lmmclf.finetune.space import release_beyond, reserve
+from lmmclf.stages import command, version
 from lmmclf.store import ArtifactStore, KeySpec
 
 STAGE = "trunk"
-VERSION = 1
+VERSION = version(STAGE)
 _SLACK = 256 << 10  # headroom for HDF5's own metadata, kept until the file is closed
 
 
@@ -140,18 +141,18 @@ def load_trunk_cache(store: ArtifactStore, key: str, dataset):
 
     items = ordered_items(dataset)
     n_train = len(dataset.split("train"))
-    with store.open(STAGE, key, make_hint="lmmclf finetune") as handle:
+    with store.open(STAGE, key, make_hint=command("finetune", dataset.name)) as handle:
         try:
             ids = [value.decode() if isinstance(value, bytes) else value for value in handle["ids"][:]]
             if ids != [item.id for item in items]:
                 raise CorruptArtifactError(f"Trunk cache {handle.filename} does not match the dataset's items; "
-                                           f"remove it with `lmmclf cache rm {key[:12]}`.")
+                                           f"remove it with `{command('cache', None, ['rm', key[:12]])}`.")
             labels = torch.from_numpy(handle["labels"][:])
             train = torch.from_numpy(handle["tokens"][:n_train])
             test = torch.from_numpy(handle["tokens"][n_train:])
         except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
             raise CorruptArtifactError(f"Trunk cache {handle.filename} cannot be read ({type(exc).__name__}); "
-                                       f"remove it with `lmmclf cache rm {key[:12]}`.") from exc
+                                       f"remove it with `{command('cache', None, ['rm', key[:12]])}`.") from exc
     return train, labels[:n_train], test, labels[n_train:]
 
 

@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from rich.markup import escape
 
 from lmmclf.config import ExperimentConfig
 from lmmclf.console import console, progress
 from lmmclf.datasets.base import DatasetIndex
 from lmmclf.errors import LmmclfError
+from lmmclf.stages import command, key_params, version
 from lmmclf.store import ArtifactStore, KeySpec
 
 STAGE = "probe"
-VERSION = 1
+VERSION = version(STAGE)
 TRAINED = ("image", "text", "concat", "mean")
 ZERO_SHOT = ("zeroshot", "prototype-zeroshot")
 ALL_FEATURES = TRAINED + ZERO_SHOT
@@ -57,21 +59,9 @@ def _inputs(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, 
 
 
 def training_params(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The probe parameters that change a trained head's result (all of them go into the key)."""
-    p = cfg.probe
-    params = {
-        "epochs": p.epochs,
-        "lr": p.lr,
-        "optimizer": p.optimizer,
-        "weight_decay": p.weight_decay,
-        "batch_size": p.batch_size,
-        "normalize": p.normalize,
-        "val_fraction": p.val_fraction,
-        "seeds": list(p.seeds),
-    }
-    if p.optimizer == "sgd":
-        params["momentum"] = p.momentum
-    return params
+    """The probe parameters that change a trained head's result: the probe section's declared key fields
+    (``lmmclf.config``; momentum only with sgd)."""
+    return key_params(cfg, STAGE)
 
 
 def probe_spec(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str | None = None) -> KeySpec:
@@ -128,8 +118,9 @@ def _load_features(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifact
     from lmmclf.embed.specs import IMAGE_STAGE, TEXT_STAGE
     from lmmclf.features import build_features
 
-    hint = f"lmmclf embed {dataset.name}"
-    with store.open(IMAGE_STAGE, inputs.image, make_hint=hint) as handle:
+    hint = command("embed", dataset.name)
+    # a method without descriptions needs only the image embeddings, which need no describe artifact
+    with store.open(IMAGE_STAGE, inputs.image, make_hint=hint if inputs.text else command("embed", dataset.name, ["--images-only"])) as handle:
         images = read_image_embeddings(handle)
     texts = None
     if inputs.text:
@@ -166,7 +157,7 @@ def _check_descriptions(cfg: ExperimentConfig, dataset: DatasetIndex, store: Art
 
 
 def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None]) -> tuple[list, dict]:
-    from lmmclf.clip import resolve_device
+    from lmmclf.devices import resolve_device
     from lmmclf.probe.trainer import ProbeSettings, train_linear_probe
     from lmmclf.results import TrainingRun
 
@@ -250,7 +241,7 @@ def run_probe(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
     if not force and store.is_complete(STAGE, spec.key):
         return store.path(STAGE, spec.key)
     if features == "prototype-zeroshot":
-        store.open("prototypes", inputs.prototypes, make_hint=f"lmmclf prototypes {dataset.name}").close()
+        store.open("prototypes", inputs.prototypes, make_hint=command("prototypes", dataset.name)).close()
     data = _load_features(cfg, dataset, store, features, inputs)
 
     def compute(handle) -> int:
@@ -274,5 +265,5 @@ def run_probe(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
     if data.without_text:
         console.print(f"[yellow]{data.without_text} images have no valid description[/]: their text features are zero.")
     if data.dropped:
-        console.print(f"[yellow]{len(data.dropped)} images could not be read[/] and are left out (e.g. {data.dropped[0]}).")
+        console.print(f"[yellow]{len(data.dropped)} images could not be read[/] and are left out (e.g. {escape(str(data.dropped[0]))}).")
     return store.ensure(spec, compute, force=force)

@@ -40,7 +40,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from lmmclf.clip import autocast, load_clip, resolve_precision
+    from lmmclf.clip import load_clip
+    from lmmclf.devices import autocast, resolve_precision
     from lmmclf.datasets import load_dataset
     from lmmclf.embed.run import embed_images
     from lmmclf.store import ArtifactStore

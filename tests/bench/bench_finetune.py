@@ -67,7 +67,10 @@ def compare(clip_model, preprocess, identity: dict, dataset, store, device, prec
 
     from lmmclf.finetune.sources import CachedTokens, StreamedImages
     from lmmclf.finetune.tail import FinetuneModel, split_tower
-    from lmmclf.finetune.trainer import TrainSettings, autocast_factory
+    from functools import partial
+
+    from lmmclf.devices import autocast as autocast_context
+    from lmmclf.finetune.trainer import TrainSettings
     from lmmclf.finetune.trunk_cache import bytes_per_image, ensure_trunk_cache, load_trunk_cache, trunk_spec
 
     clip_model.float().to(device)
@@ -78,7 +81,7 @@ def compare(clip_model, preprocess, identity: dict, dataset, store, device, prec
     prototypes = torch.randn(classes, embed_dim, generator=torch.Generator().manual_seed(0)).to(device)
     settings = TrainSettings(alpha=0.01, epochs=epochs, batch_size=batch_size, lr=1e-4, optimizer="adam", weight_decay=0.0,
                              momentum=0.9, schedule="constant", reg_reduction="mean", precision=precision)
-    autocast = autocast_factory(device, precision)
+    autocast = partial(autocast_context, precision, device)
 
     start = time.perf_counter()
     spec = trunk_spec(identity, dataset, split, preprocess, trunk_dtype, precision)
@@ -149,10 +152,10 @@ def vit_l(args) -> dict:
     import open_clip
     import torch
 
-    from lmmclf.finetune.run import resolve_precision
+    from lmmclf.devices import resolve_precision
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precision = "bf16" if device.type == "cuda" else resolve_precision("auto", device)
+    precision = "bf16" if device.type == "cuda" else resolve_precision("auto", device, prefer_bf16=True)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         dataset, store = build_dataset(work, args.train, args.test, classes=8, size=224)

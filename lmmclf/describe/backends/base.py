@@ -7,6 +7,10 @@ one bad image never stops the others. :meth:`Backend.stream` feeds batches to
 ``describe_batch`` and may be overridden by backends that keep requests in flight across
 batch boundaries (the openai backend does).
 
+A backend declares in :attr:`Backend.reads` which describe backend options it reads (the
+fields ``lmmclf.config`` marks ``backend=True``: device, dtype, server settings...). Only
+those enter the describe key; one set for a backend that does not read it is warned about.
+
 ``BACKENDS`` maps a name to ``"module:Class"``, imported only when used, so that
 ``lmmclf --help`` never imports torch. Tests register fake backends with :func:`register_backend`.
 """
@@ -66,6 +70,9 @@ class Backend:
     """
 
     name = "base"
+    # the describe backend options this backend reads (fields marked backend=True in lmmclf.config);
+    # only these enter its key. The base class batches by describe.batch_size (see batch_size).
+    reads: tuple[str, ...] = ("batch_size",)
 
     @classmethod
     def key_parts(cls, section: Any, hashes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,6 +119,24 @@ BACKENDS: dict[str, str | type[Backend]] = {
     "hf": "lmmclf.describe.backends.hf:HFBackend",
     "openai": "lmmclf.describe.backends.openai:OpenAIBackend",
 }
+
+
+def backend_options() -> list[str]:
+    """The describe fields that are backend options (declared ``backend=True`` in ``lmmclf.config``)."""
+    import dataclasses
+
+    from lmmclf.config import DescribeSection
+
+    return [f.name for f in dataclasses.fields(DescribeSection) if f.metadata.get("backend")]
+
+
+def unread_options(section: Any, backend: type[Backend]) -> list[str]:
+    """Backend options set in ``section`` (differing from their defaults) that ``backend`` does not read."""
+    from lmmclf.config import DescribeSection
+
+    defaults = DescribeSection()
+    return [name for name in backend_options()
+            if name not in backend.reads and getattr(section, name) != getattr(defaults, name)]
 
 
 def register_backend(name: str, backend: str | type[Backend]) -> None:

@@ -15,19 +15,17 @@ Choices (see docs/describe.md): ``--dtype auto`` = float16 on a GPU, float32 on 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Any
 
 from lmmclf.describe.backends.base import Answer, Backend, Job
+from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import LmmclfError
-from lmmclf.models import hf_model_identity
+from lmmclf.models import resolve_model_ref
 
 GiB = 1 << 30
 CPU_BATCH_SIZE = 8  # small and fixed: CPU throughput barely grows beyond this
 MAX_AUTO_BATCH = 64  # beyond this HF generate gains little and a failure loses more work
 _PROMPT_TOKENS = 64  # allowance for chat template + prompt when sizing the KV cache
-
-_DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
 # How each variable-length processor output is padded when a batch is assembled:
 # key -> (side, pad value: an int, or the processor attribute whose pad_token_id to use).
@@ -39,26 +37,6 @@ _PADDING: dict[str, tuple[str, Any]] = {
     "qformer_input_ids": ("right", "qformer_tokenizer"),  # BERT positions: pad after the text
     "qformer_attention_mask": ("right", 0),
 }
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` if a GPU is visible, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LmmclfError(f"--device {device} was asked for but no CUDA GPU is visible; pass --device cpu.")
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    """The torch dtype: ``auto`` is float16 on a GPU and float32 on the CPU."""
-    import torch
-
-    if dtype == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, _DTYPES[dtype])
 
 
 def choose_quantization(parameters: int, free_bytes: int, headroom: int = 2 * GiB) -> str:
@@ -141,6 +119,8 @@ class HFBackend(Backend):
     """
 
     name = "hf"
+    # describe backend options it reads (lmmclf.config, backend=True); dtype and quantize enter the key
+    reads = ("revision", "dtype", "quantize", "device", "batch_size", "compile")
 
     @classmethod
     def key_parts(cls, section: Any, hashes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -150,10 +130,8 @@ class HFBackend(Backend):
         configured (``auto`` stays ``auto``): the key must be computable on any machine,
         e.g. by ``embed`` on a CPU-only host, and cannot depend on which GPU resolved it.
         """
-        identity = hf_model_identity(section.model, section.revision, hashes)
-        template = Path(section.model).expanduser() / "chat_template.jinja"
-        if template.is_file():  # local_identity hashes weights and json, not the jinja template
-            identity["chat_template_sha256"] = hashes.hash(template)
+        identity = resolve_model_ref(section.model, section.revision, hashes, what="describe.model",
+                                     extra_files={"chat_template_sha256": "chat_template.jinja"}).identity
         return identity, {
             "dtype": section.dtype,
             "quantize": section.quantize,
@@ -164,12 +142,14 @@ class HFBackend(Backend):
         import torch
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-        self.device = resolve_device(section.device)
-        self.dtype = resolve_dtype(section.dtype, self.device)
+        self.device = resolve_device(section.device, mps=False)  # the dtype/quantization rules know CUDA and CPU only
+        self.dtype = torch_dtype(section.dtype, self.device)
+        # a local folder that moved is one sentence naming it here, never a hub download
+        model_name = resolve_model_ref(section.model, section.revision, None, what="describe.model", load=True).load_name
         load = {"revision": section.revision}
         try:
-            config = AutoConfig.from_pretrained(section.model, **load)
-            self.processor = AutoProcessor.from_pretrained(section.model, **load)
+            config = AutoConfig.from_pretrained(model_name, **load)
+            self.processor = AutoProcessor.from_pretrained(model_name, **load)
         except (OSError, ValueError) as exc:
             raise LmmclfError(f"Cannot load describe.model '{section.model}': {exc}") from exc
         self.quantize = self._pick_quantization(config)
@@ -180,7 +160,7 @@ class HFBackend(Backend):
             # "cuda" spreads a model over all visible GPUs when one is not enough
             kwargs["device_map"] = "auto" if self.device == "cuda" else {"": self.device}
         try:
-            self.model = AutoModelForImageTextToText.from_pretrained(section.model, **kwargs)
+            self.model = AutoModelForImageTextToText.from_pretrained(model_name, **kwargs)
         except (OSError, ValueError) as exc:
             raise LmmclfError(f"Cannot load describe.model '{section.model}': {exc}") from exc
         if "device_map" not in kwargs:

@@ -96,11 +96,9 @@ class OpenAIBackend(Backend):
     """
 
     name = "openai"
-
-    @classmethod
-    def key_parts(cls, section: Any, hashes: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The served model's name as given (never the URL or the key), and the image downscaling."""
-        return {"name": section.model}, {"image_max_side": section.image_max_side}
+    # describe backend options it reads (lmmclf.config, backend=True). Only image_max_side is a key
+    # field: the key holds the served model's name (Backend.key_parts), never the URL or the key.
+    reads = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "retry_backoff", "image_max_side")
 
     def __init__(self, section: Any, prompt: str):
         super().__init__(section, prompt)
