@@ -4,7 +4,8 @@ Every stage that runs CLIP (embed, zero-shot, finetune) loads it here, through t
 ``open_clip.create_model_and_transforms`` factory, so a user's model name means exactly what
 it means in open_clip: a built-in architecture plus a pretrained tag (``ViT-L-14-quickgelu`` +
 ``openai``, the papers' ViT-L/14), a built-in architecture plus a local checkpoint file,
-``hf-hub:org/repo`` or ``local-dir:/path``.
+``hf-hub:org/repo`` or ``local-dir:/path`` (a plain folder holding ``open_clip_config.json`` is read
+as ``local-dir:`` that folder).
 
 The identity that goes into cache keys is the name plus the pretrained tag for built-in
 weights, and a hash of the bytes for anything local (a checkpoint file or a ``local-dir:``
@@ -53,6 +54,19 @@ class LoadedClip:
         return int(self.model.visual.output_dim)
 
 
+def local_dir_name(model: str) -> str:
+    """``model``, spelled ``local-dir:DIR`` when it is a plain folder holding ``open_clip_config.json``.
+
+    open_clip reads a bare path as an architecture name and fails with a list of 150 names;
+    a folder saved the open_clip way can only mean that folder.
+    """
+    if model.startswith((LOCAL_DIR, HF_HUB)) or not model:
+        return model
+    if (Path(model).expanduser() / "open_clip_config.json").is_file():
+        return LOCAL_DIR + model
+    return model
+
+
 def _schema(model: str) -> str | None:
     if model.startswith(LOCAL_DIR):
         return "local-dir"
@@ -75,6 +89,7 @@ def load_clip(model: str, pretrained: str | None, device: str = "auto") -> Loade
     """
     import open_clip
 
+    model = local_dir_name(model)
     schema = _schema(model)
     if schema == "local-dir":  # a folder that moved is one sentence naming it, never a download
         folder = resolve_model_ref(model[len(LOCAL_DIR):], None, None, what="embed.clip_model folder", local=True, load=True).path
@@ -115,6 +130,7 @@ def clip_identity(model: str, pretrained: str | None, hashes: FileHashCache) -> 
     Raises:
         LmmclfError: a ``local-dir:`` folder or a checkpoint file that does not exist and is not remembered.
     """
+    model = local_dir_name(model)
     schema = _schema(model)
     if schema == "local-dir":
         folder = resolve_model_ref(model[len(LOCAL_DIR):], None, hashes, what="embed.clip_model folder", local=True)

@@ -89,7 +89,7 @@ class DescribeSection:
     prompt_preset: str = keyed("paper", via="prompt (the resolved text)")  # a named prompt (see `lmmclf describe --help`)
     num_descriptions: int = keyed(10)  # K
     max_new_tokens: int = keyed(300)  # MiniGPT-4's default
-    repetition_penalty: float = keyed(1.05)  # MiniGPT-4's default
+    repetition_penalty: float = keyed(1.05)  # MiniGPT-4 Chat.answer default since 2023-10-13 (1.0 before); the papers do not say which they ran
     sample: bool = keyed(False)  # greedy by default: reproducible and cacheable
     temperature: float = keyed(1.0, when=("sample", True))  # with sample only: MiniGPT-4's value
     top_p: float = keyed(0.9, when=("sample", True))  # with sample only: MiniGPT-4's value
@@ -159,7 +159,7 @@ class FinetuneSection:
 @dataclass
 class EvalSection:
     methods: list[str] = runtime(factory=lambda: ["all"])
-    out_dir: str = runtime("results")
+    out_dir: str = runtime("results/{dataset}")  # {dataset}: the dataset's name, so datasets do not overwrite each other
     bootstrap: int = runtime(2000)  # resamples for the paired confidence interval
     compare: Optional[list[str]] = runtime(None)  # two methods to compare pairwise
     confidence: float = runtime(0.95)  # level of the bootstrap confidence interval
@@ -188,6 +188,49 @@ class ExperimentConfig:
         current = getattr(self, section)
         checked = _validate_section(section, type(current), {**dataclasses.asdict(current), **given})
         return dataclasses.replace(self, **{section: checked})
+
+
+def parse_set(text: str) -> tuple[str, str, Any]:
+    """``SECTION.KEY=VALUE`` (a ``--set`` option) as ``(section, key, value)``, the value read as YAML.
+
+    The value is a YAML scalar or flow list (``3``, ``1e-3``, ``true``, ``[0, 1]``, ``null``), so
+    ``--set`` takes what the config file takes; it is checked against the field's type and range.
+
+    Raises:
+        ConfigError: not ``SECTION.KEY=VALUE``, an unknown section or key, or a bad value; the
+            sentence names ``--set SECTION.KEY``.
+    """
+    target, equals, raw = text.partition("=")
+    section, dot, key = target.strip().partition(".")
+    if not equals or not dot or not section or not key or "." in key:
+        raise ConfigError(f"--set {text!r}: not SECTION.KEY=VALUE (e.g. --set describe.model=/data/tiny-llava).")
+    sections = [f.name for f in dataclasses.fields(ExperimentConfig)]
+    if section not in sections:
+        raise ConfigError(f"--set {target}: unknown section '{section}' (known: {', '.join(sections)}).")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {target}: the value {_shown(raw)} is not valid YAML ({_yaml_problem(exc)}).") from None
+    if isinstance(value, (dict, set)):
+        raise ConfigError(f"--set {target}: the value must be a scalar or a list; got {_shown(raw)}.")
+    expected = typing.get_type_hints(_section_type(section)).get(key)
+    if value is not None and not isinstance(value, (str, list)) and (expected is str or expected == Optional[str]):
+        value = raw.strip()  # a text field keeps what was typed: --set describe.prompt=yes, a model named 2024-01-01
+    # validated alone against the defaults: every check is per field, so the file cannot change the verdict
+    _validate_section(section, _section_type(section), {**dataclasses.asdict(_section_type(section)()), key: value},
+                      source=f"--set {target}")
+    return section, key, value
+
+
+def apply_sets(cfg: "ExperimentConfig", sets: "typing.Iterable[str]") -> "ExperimentConfig":
+    """``cfg`` with every ``--set SECTION.KEY=VALUE`` applied in order (see :func:`parse_set`)."""
+    for text in sets:
+        section, key, value = parse_set(text)
+        current = getattr(cfg, section)
+        checked = _validate_section(section, type(current), {**dataclasses.asdict(current), key: value},
+                                    source=f"--set {section}.{key}")
+        cfg = dataclasses.replace(cfg, **{section: checked})
+    return cfg
 
 
 def load_config(path: str | Path | None = None) -> ExperimentConfig:
@@ -396,7 +439,7 @@ RANGES: dict[str, Range] = {
     "finetune.lr": POSITIVE,
     "finetune.weight_decay": Range(0, None),
     "finetune.momentum": MOMENTUM,
-    "finetune.unlocked_blocks": Range(1, 1000, cap=True),
+    "finetune.unlocked_blocks": Range(0, 1000, cap=True),  # 0: only ln_post, proj and the head (paper 2, narrowly read)
     "finetune.seeds": SEED,
     "finetune.num_workers": WORKERS,
     "eval.bootstrap": Range(0, 1_000_000, cap=True),

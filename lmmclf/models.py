@@ -13,6 +13,10 @@ cache has seen as a local model before is a *moved or missing local model*, neve
   stderr, so the artifacts made from it stay reachable (eval, probe, embed reading describe);
 - loading it (``load=True``) stops with one sentence naming the missing folder.
 
+A loader about to fetch a hub id calls :func:`require_hub_model`: one that is not in the local
+Hugging Face cache while offline (``HF_HUB_OFFLINE``, or the hub unreachable within a few seconds)
+stops at once with one sentence, instead of a minute of retries.
+
 Quietly switching to the hub would change the key ("No describe artifact ...") and start a
 download of a model that is not the one the user meant.
 """
@@ -157,6 +161,43 @@ def resolve_model_ref(
         )
     _SEEN_LOCAL.add(absolute)
     return ModelRef("local", ref, path, identity, remembered=True)
+
+
+HUB_CONNECT_TIMEOUT = 3.0  # seconds: a reachable hub answers a TCP connect far sooner
+
+
+def require_hub_model(model_id: str, revision: str | None, what: str = "model") -> None:
+    """Stop at once, in one sentence, when hub model ``model_id`` can be neither found locally nor fetched.
+
+    A model in the local Hugging Face cache loads offline. One that is not would otherwise cost
+    a minute of retries before a traceback when there is no network (or ``HF_HUB_OFFLINE`` is set).
+
+    Raises:
+        LmmclfError: not in the local cache, and offline mode is on or the hub cannot be reached.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 (a malformed id or cache: leave the verdict to the loader)
+        return
+    if isinstance(cached, str):
+        return
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    fix = f"set {what} to a local folder, or download it where there is network (`hf download {model_id}`)"
+    if offline:
+        raise LmmclfError(f"{what} '{model_id}' is neither a local folder nor in the local Hugging Face cache, "
+                          f"and HF_HUB_OFFLINE is set: {fix}.")
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=HUB_CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise LmmclfError(f"{what} '{model_id}' is neither a local folder nor in the local Hugging Face cache, "
+                          f"and {host} cannot be reached ({exc.strerror or exc}): {fix}.") from None
 
 
 def _parse(noted: str | None) -> dict[str, Any] | None:

@@ -119,12 +119,13 @@ def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
     from lmmclf.embed.read import read_text_embeddings
     from lmmclf.embed.specs import TEXT_STAGE, text_embed_spec
 
-    text_key = text_embed_spec(cfg, dataset, store).key
+    text_spec = text_embed_spec(cfg, dataset, store)
+    text_key = text_spec.key
     spec = prototypes_spec(cfg, dataset, store, text_key)
     check_descriptions(cfg, dataset, store, text_key)
 
     def compute(handle) -> int:
-        with store.open(TEXT_STAGE, text_key, make_hint=command("embed", dataset.name)) as source:
+        with store.open(TEXT_STAGE, text_key, make_hint=command("embed", dataset.name), wanted=text_spec) as source:
             texts = read_text_embeddings(source, table=True)
         prototypes, counts, images = class_prototypes(texts.ids, texts.table, texts.mask, dataset)
         handle.create_dataset("prototypes", data=prototypes)
@@ -134,7 +135,7 @@ def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
         return len(dataset.class_names)
 
     if not force and not store.is_complete(STAGE, spec.key):
-        store.open(TEXT_STAGE, text_key, make_hint=command("embed", dataset.name)).close()
+        store.open(TEXT_STAGE, text_key, make_hint=command("embed", dataset.name), wanted=text_spec).close()
     return store.ensure(spec, compute, force=force)
 
 
@@ -151,7 +152,7 @@ def load_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
     text_key = text_embed_spec(cfg, dataset, store).key
     spec = prototypes_spec(cfg, dataset, store, text_key)
     check_descriptions(cfg, dataset, store, text_key)
-    with store.open(STAGE, spec.key, make_hint=command(STAGE, dataset.name)) as handle:
+    with store.open(STAGE, spec.key, make_hint=command(STAGE, dataset.name), wanted=spec) as handle:
         try:
             names = strings(handle["class_names"][()])
             prototypes = handle["prototypes"][()].astype(np.float32)

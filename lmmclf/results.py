@@ -168,6 +168,7 @@ def summarize(runs: list[TrainingRun]) -> dict[str, Any]:
         "final_acc": finals.tolist(),
         "mean": float(finals.mean()),
         "std": float(finals.std(ddof=1)) if len(finals) > 1 else 0.0,
+        "best_acc": bests.tolist(),
         "best_acc_mean": float(bests.mean()),
         "best_epoch": [run.best_epoch for run in runs],
         "epochs": runs[0].epochs if runs else 0,
@@ -175,4 +176,56 @@ def summarize(runs: list[TrainingRun]) -> dict[str, Any]:
     if selected:
         summary["selected_acc_mean"] = float(np.mean(selected))
         summary["selected_epoch"] = [run.selected_epoch for run in runs]
+        summary["selected_acc"] = [run.selected_acc for run in runs]
     return summary
+
+
+# -- the results files ----------------------------------------------------------------------------
+
+DATASET_PLACEHOLDER = "{dataset}"
+CSV_COLUMNS = ("dataset", "method", "seed", "final_acc", "best_acc", "best_epoch", "selected_acc", "selected_epoch", "epochs", "test_items")
+
+
+def output_dir(template: str, dataset: str):
+    """The folder (a ``Path``) of a dataset's results files: ``template`` (``eval.out_dir`` or ``--out-dir``)
+    with ``{dataset}`` replaced by the dataset's name (the default ``results/{dataset}`` keeps datasets apart)."""
+    from pathlib import Path
+
+    return Path(str(template).replace(DATASET_PLACEHOLDER, dataset))
+
+
+def tidy_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method and seed (``results.csv``): accuracies as fractions in [0, 1], as in results.json.
+
+    Args:
+        document: the results document (``methods`` as made by ``evaluation.report.method_summary``).
+    """
+    rows = []
+    for method in document.get("methods", []):
+        seeds = method.get("seeds", [])
+        for index, seed in enumerate(seeds):
+            def at(name: str) -> Any:
+                values = method.get(name)
+                return values[index] if isinstance(values, list) and index < len(values) else ""
+
+            selected = at("selected_acc")
+            rows.append({
+                "dataset": document.get("dataset", ""), "method": method["method"], "seed": seed,
+                "final_acc": at("final_acc"), "best_acc": at("best_acc") if method.get("epochs") else "",
+                "best_epoch": at("best_epoch") if method.get("epochs") else "",
+                "selected_acc": "" if selected is None else selected, "selected_epoch": at("selected_epoch"),
+                "epochs": method.get("epochs", ""), "test_items": method.get("test_items", ""),
+            })
+    return rows
+
+
+def to_csv(document: dict[str, Any]) -> str:
+    """``results.csv``: :func:`tidy_rows` under a header of :data:`CSV_COLUMNS`."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(tidy_rows(document))
+    return buffer.getvalue()

@@ -4,7 +4,7 @@ One plain record per stage (:data:`STAGES`), one per artifact it writes (:data:`
 and small functions that read them:
 
 - :func:`command` renders the command line that makes a stage's artifacts, with the global
-  options in effect (``-c FILE``, ``--cache-dir DIR``). It is the only place in the library
+  options in effect (``-c FILE``, ``--set SECTION.KEY=VALUE``, ``--cache-dir DIR``). It is the only place in the library
   that spells a command line: missing-artifact hints, eval's "what is missing" and the demo
   call it. The CLI records the options in effect in :data:`invocation` once per run.
 - :func:`key_params` reads the key fields a config section declares (``lmmclf.config``: each
@@ -131,12 +131,14 @@ class Invocation:
     """The global options in effect, which every printed command must carry.
 
     Args:
-        config_path: ``-c FILE``.
+        config_path: ``-c FILE`` (given on the command line; one from ``$LMMCLF_CONFIG`` is not repeated).
         cache_dir: ``--cache-dir DIR``.
+        sets: each ``--set SECTION.KEY=VALUE``, in the order given.
     """
 
     config_path: Optional[Path] = None
     cache_dir: Optional[Path] = None
+    sets: tuple[str, ...] = ()
 
 
 # Set by the CLI when a command starts (reset when it ends); library code only reads it, so a
@@ -150,6 +152,8 @@ def prefix(options: Invocation | None = None) -> list[str]:
     words = ["lmmclf"]
     if options.config_path is not None:
         words += ["-c", str(options.config_path)]
+    for assignment in options.sets:
+        words += ["--set", assignment]
     if options.cache_dir is not None:
         words += ["--cache-dir", str(options.cache_dir)]
     return words

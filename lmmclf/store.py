@@ -170,13 +170,15 @@ class ArtifactStore:
         except (OSError, KeyError, ValueError, RuntimeError, TypeError):
             return False
 
-    def open(self, stage: str, key: str, make_hint: str | None = None):
+    def open(self, stage: str, key: str, make_hint: str | None = None, wanted: KeySpec | None = None):
         """Open a finished artifact read-only (an ``h5py.File``; close it, or use ``with``).
 
         Args:
             stage: the artifact's stage.
             key: its key.
             make_hint: the command that produces it, for the error message when it is missing.
+            wanted: the key spec asked for: when it is missing, the message lists the artifacts of
+                the same stage and dataset the cache holds and how they differ (:mod:`lmmclf.missing`).
 
         Raises:
             MissingArtifactError: no such artifact; the message says how to make it.
@@ -187,7 +189,9 @@ class ArtifactStore:
         path = self.path(stage, key)
         hint = f" Run `{make_hint}` to make it." if make_hint else ""
         if not path.exists():
-            raise MissingArtifactError(f"No {stage} artifact {key[:12]} in {self.root}.{hint}")
+            from lmmclf.missing import missing_message
+
+            raise MissingArtifactError(missing_message(self, stage, key, make_hint, wanted))
         try:
             handle = h5py.File(path, "r")
         except OSError as exc:

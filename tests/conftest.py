@@ -20,6 +20,7 @@ def isolated_user_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("LMMCLF_CACHE", str(cache))
     monkeypatch.setenv("LMMCLF_CONFIG_DIR", str(config))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("LMMCLF_CONFIG", raising=False)  # a developer's exported config must not reach the tests
     return {"cache": cache, "config": config}
 
 

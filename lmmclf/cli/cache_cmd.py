@@ -98,15 +98,27 @@ def _label_params(rows: list[dict]) -> None:
 @reports_user_errors
 def ls(
     ctx: typer.Context,
-    stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage.")] = None,
+    stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage (a store folder: describe, embed-image, embed-text, prototypes, probe, finetune, trunk; embed means both embed folders).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Only artifacts of this dataset (its registered name).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List artifacts: stage, dataset, model, the parameters that tell them apart, key prefix, items, size, age."""
     from rich.table import Table
 
+    from lmmclf import stages
+
     store = _store(ctx)
-    rows = [_row(info) for info in store.list() if stage is None or info.stage == stage]
+    if stage is not None and stage not in stages.ARTIFACTS and stage not in stages.STAGES:
+        from lmmclf.errors import LmmclfError
+
+        raise LmmclfError(f"Unknown stage '{stage}' for --stage (known: {', '.join(dict.fromkeys([*stages.ARTIFACTS, *stages.STAGES]))}).")
+    # a command name (embed) stands for every folder it writes (embed-image, embed-text)
+    folders = None if stage is None else set(stages.STAGES[stage].artifacts if stage in stages.STAGES else ()) | {stage}
+    rows = [_row(info) for info in store.list() if folders is None or info.stage in folders]
+    # labels are computed before the dataset filter: they are per stage and dataset anyway
     _label_params(rows)
+    if dataset is not None:
+        rows = [row for row in rows if row["dataset"] == dataset]
     if as_json:
         print_json(rows)
         return
@@ -132,21 +144,30 @@ def ls(
 @app.command("show")
 @reports_user_errors
 def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or unique key prefix.")], as_json: JsonOpt = False) -> None:
-    """Full provenance of one artifact: key inputs, version, creation time, datasets."""
+    """Full provenance of one artifact as YAML (JSON with --json): key inputs, version, creation time (ISO 8601), datasets."""
     import json
+    from datetime import datetime, timezone
 
     store = _store(ctx)
     info = store.find(key)
     attributes = store.attributes(info)
-    if "lmmclf_key_inputs" in attributes:
-        attributes["lmmclf_key_inputs"] = json.loads(attributes["lmmclf_key_inputs"])
+    for name, value in list(attributes.items()):
+        if isinstance(value, str) and name in ("lmmclf_key_inputs", "lmmclf_manifest"):
+            try:
+                attributes[name] = json.loads(value)
+            except ValueError:
+                pass  # shown as stored
+    if isinstance(attributes.get("lmmclf_created"), (int, float)):
+        attributes["lmmclf_created"] = datetime.fromtimestamp(attributes["lmmclf_created"], timezone.utc).astimezone().isoformat(timespec="seconds")
     attributes["path"] = str(info.path)
+    attributes = json.loads(json.dumps(attributes, default=str))  # plain types only (numpy scalars, NaN kept by json)
     if as_json:
         print_json(attributes)
         return
-    from rich.pretty import Pretty
+    import yaml
 
-    console.print(Pretty(attributes, expand_all=True))
+    # on stdout like `config show`: what this command is asked for, to read or to pipe
+    typer.echo(yaml.safe_dump(attributes, sort_keys=False, allow_unicode=True, width=100_000), nl=False)
 
 
 @app.command("rm")

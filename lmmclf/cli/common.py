@@ -1,7 +1,8 @@
-"""What every command shares: the global state, loading config and store, and error reporting."""
+"""What every command shares: the global state, loading the config (file, --set, DATASET) and store, stage flags over it, and error reporting."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -11,9 +12,9 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from lmmclf.config import ExperimentConfig, load_config
+from lmmclf.config import ExperimentConfig, apply_sets, load_config
 from lmmclf.console import console
-from lmmclf.errors import LmmclfError, storage_errno, storage_error
+from lmmclf.errors import ConfigError, LmmclfError, storage_errno, storage_error
 from lmmclf.store import ArtifactStore
 
 
@@ -21,9 +22,11 @@ from lmmclf.store import ArtifactStore
 class CliState:
     """Global options, set by the app callback and read by every command."""
 
-    config_path: Optional[Path] = None
+    config_path: Optional[Path] = None  # -c, else $LMMCLF_CONFIG
     cache_dir: Optional[Path] = None
     quiet: bool = False
+    sets: tuple[str, ...] = ()  # each --set SECTION.KEY=VALUE, in order
+    config_from_env: bool = False  # config_path came from $LMMCLF_CONFIG
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -37,20 +40,101 @@ def state(ctx: typer.Context) -> CliState:
 WRITING_COMMANDS = {"describe", "embed", "prototypes", "probe", "finetune", "demo"}
 
 
-def load(ctx: typer.Context, dataset: Optional[str] = None) -> tuple[ExperimentConfig, ArtifactStore]:
-    """The effective config (file, then ``dataset`` argument) and the artifact store.
+CONFIG_ENV = "LMMCLF_CONFIG"  # the config file used when -c is absent: set once for a shell script
 
-    A command that writes (see ``WRITING_COMMANDS``; ``eval`` with ``--compute-missing``) checks
-    here that the cache can be written; reading commands work on a read-only cache.
+
+def load(ctx: typer.Context, dataset: Optional[str] = None) -> tuple[ExperimentConfig, ArtifactStore]:
+    """The effective config (file, then each ``--set``, then the ``dataset`` argument) and the artifact store.
+
+    The stage's own flags go on top (:func:`override_flags`). A command that writes (see
+    ``WRITING_COMMANDS``; ``eval`` with ``--compute-missing``) checks here that the cache can be
+    written; reading commands work on a read-only cache.
     """
     current = state(ctx)
-    cfg = load_config(current.config_path)
+    try:
+        cfg = load_config(current.config_path)
+    except ConfigError as exc:
+        if current.config_from_env and not Path(current.config_path).is_file():
+            raise ConfigError(f"${CONFIG_ENV} names {current.config_path}, which is not a file; "
+                              f"point it at your experiment YAML or unset it.") from exc
+        raise
+    cfg = apply_sets(cfg, current.sets)
     if dataset:
-        cfg = cfg.override("dataset", name=dataset)
+        _not_a_flag_value(ctx, dataset)
+        cfg = for_dataset(cfg, dataset, current.sets)
     store = ArtifactStore(current.cache_dir)
     if ctx.info_name in WRITING_COMMANDS or (ctx.info_name == "eval" and ctx.params.get("compute_missing")):
         store.require_writable()
     return cfg, store
+
+
+_BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off"}
+
+
+def _not_a_flag_value(ctx: typer.Context, dataset: str) -> None:
+    """``--json true`` gives the flag no value: "true" lands in DATASET. Say so, unless such a dataset exists."""
+    if dataset.lower() not in _BOOLEAN_WORDS:
+        return
+    from lmmclf.datasets.registry import ADAPTERS, read_registry
+
+    if dataset not in read_registry() and dataset not in ADAPTERS:
+        raise typer.BadParameter(f"'{dataset}' is not a dataset: flags such as --json and --force take no value "
+                                 f"(write --json, not --json {dataset}).", ctx=ctx, param_hint="DATASET")
+
+
+def for_dataset(cfg: ExperimentConfig, dataset: str, sets: tuple[str, ...] = ()) -> ExperimentConfig:
+    """``cfg`` run on the positional ``dataset``.
+
+    The config's ``dataset.root`` and ``dataset.type`` describe its ``dataset.name``: applied to
+    another name they would read that dataset's images under the wrong name (and store them so).
+    So when the names differ, ``dataset`` resolves through the registry alone; a root or type given
+    by ``--set`` without ``--set dataset.name`` is kept, being meant for whatever dataset runs.
+    """
+    named = cfg.dataset.name
+    if named is None or named == dataset or (cfg.dataset.root is None and cfg.dataset.type is None):
+        return cfg.override("dataset", name=dataset)
+    set_keys = {text.partition("=")[0].strip() for text in sets}
+    keep_set = "dataset.name" not in set_keys
+    root = cfg.dataset.root if keep_set and "dataset.root" in set_keys else None
+    type_name = cfg.dataset.type if keep_set and "dataset.type" in set_keys else None
+    return dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, name=dataset, root=root, type=type_name))
+
+
+def override_flags(ctx: typer.Context, cfg: ExperimentConfig, section: str, flags: Optional[dict[str, str]] = None,
+                   **values: Any) -> ExperimentConfig:
+    """``cfg.override(section, **values)`` for values from this command's flags.
+
+    A bad value is a usage error (exit 2) naming the flag, not the config key: the user typed a flag.
+
+    Args:
+        ctx: the command's context (its parameters name the flags).
+        cfg: the config so far (file, ``--set``, dataset).
+        section: the config section the flags set.
+        flags: config key -> flag, where the flag is not ``--KEY`` with dashes (e.g. ``{"zeroshot_templates": "--templates"}``).
+        values: config key -> the flag's value; None (not given) is ignored.
+    """
+    for key, value in values.items():
+        if value is None:
+            continue
+        try:
+            cfg.override(section, **{key: value})
+        except ConfigError as exc:
+            flag = _flag_name(ctx, key, flags or {})
+            text = str(exc).removeprefix("config: ")
+            text = text.removeprefix(f"{section}.{key} ") if text.startswith(f"{section}.{key} ") else text
+            raise typer.BadParameter(text, ctx=ctx, param_hint=flag) from None
+    return cfg.override(section, **values)
+
+
+def _flag_name(ctx: typer.Context, key: str, flags: dict[str, str]) -> str:
+    if key in flags:
+        return flags[key]
+    wanted = "--" + key.replace("_", "-")
+    for param in ctx.command.params:
+        names = [*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())]
+        if wanted in names or param.name == key:
+            return max(param.opts, key=len)
+    return wanted
 
 
 def reports_user_errors(command: Callable) -> Callable:
@@ -79,7 +163,9 @@ def print_error(exc: BaseException) -> None:
     """One sentence on stderr; its text is printed as written (``[x]`` in a path is not Rich markup)."""
     from rich.markup import escape
 
-    console.print(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)
+    from lmmclf.console import print_always
+
+    print_always(f"[bold red]Error:[/] {escape(str(exc))}", soft_wrap=True)  # -q silences noise, not errors
 
 
 def print_json(value: Any) -> None:

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from lmmclf.cli.common import print_json, reports_user_errors
 from lmmclf.cli.options import JsonOpt
-from lmmclf.console import console
+from lmmclf.console import console, stdout_to_stderr
 
 
 @reports_user_errors
@@ -27,12 +27,17 @@ def demo(
     """
     from lmmclf.demo import prepare_demo
 
-    with console.status("Building the demo's images and tiny models..."):
+    # the tokenizer trainer and model savers print to stdout, which belongs to --json
+    with console.status("Building the demo's images and tiny models..."), stdout_to_stderr():
         assets = prepare_demo(out, epochs=epochs)
     if as_json:
         print_json({"config": str(assets.config), "data": str(assets.data), "lmm": str(assets.lmm), "clip": assets.clip})
         return
     console.print(f"Demo ready: config [bold]{escape(str(assets.config))}[/] (tiny random models: a plumbing demo, not accuracy).")
+    # where the models are, so a user can point --set describe.model / embed.clip_model at them
+    console.print(f"  tiny LMM:  {escape(str(assets.lmm))}   (describe.model)", soft_wrap=True)
+    console.print(f"  tiny CLIP: {escape(assets.clip)}   (embed.clip_model)", soft_wrap=True)
+    console.print(f"  images:    {escape(str(assets.data))}", soft_wrap=True)
     from lmmclf import stages
 
     # the demo's own config, with the cache given to this command (if any)

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset, state
-from lmmclf.cli.options import BatchSizeOpt, DatasetArg, DeviceOpt, JsonOpt
+from lmmclf.cli.common import load, override_flags, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.options import BatchSizeOpt, DatasetArg, DeviceOpt, ForceOpt, JsonOpt
 from lmmclf.describe.prompts import PRESETS
 from lmmclf.errors import LmmclfError
 
@@ -40,17 +40,23 @@ def describe(
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai backend: requests in flight.")] = None,
     compile_decoding: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="hf backend on CUDA: static KV cache + torch.compile for the decode loop (compiles once per batch shape).")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: describe only items I, I+N, ... (0 <= I < N); run N of these anywhere sharing the cache.")] = None,
+    force: ForceOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Prompt an LMM with every image and store its parsed descriptions (resumable, cached)."""
+    """Prompt an LMM with every image and store its parsed descriptions (resumable, cached).
+
+    With --force, the images of this run (its shard's, with --shard) are described again even when
+    the artifact holds them; the old artifact stays until the new one replaces it, and an interrupted
+    forced run resumes when the same command is run again.
+    """
     from lmmclf.datasets import load_dataset
     from lmmclf.describe import parse_shard, run_describe
     from lmmclf.describe.runner import nothing_usable
 
     cfg, store = load(ctx, dataset)
     require_dataset(cfg)
-    cfg = cfg.override(
-        "describe", split=split, limit=limit, backend=backend, model=model, revision=revision, dtype=dtype,
+    cfg = override_flags(
+        ctx, cfg, "describe", split=split, limit=limit, backend=backend, model=model, revision=revision, dtype=dtype,
         quantize=quantize, batch_size=batch_size, device=device, prompt=prompt, prompt_preset=prompt_preset,
         num_descriptions=num_descriptions, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         sample=sample, temperature=temperature, top_p=top_p, seed=seed, base_url=base_url, concurrency=concurrency,
@@ -58,7 +64,7 @@ def describe(
     )
     shard_range = parse_shard(shard)
     index = load_dataset(cfg, store)
-    summary = run_describe(cfg, index, store, shard=shard_range, retry_command=same_command(ctx))
+    summary = run_describe(cfg, index, store, shard=shard_range, retry_command=same_command(ctx), force=force)
     if json_output:
         print_json(summary.to_dict())
     problem = nothing_usable(summary)
@@ -67,16 +73,16 @@ def describe(
 
 
 def same_command(ctx: typer.Context) -> str:
-    """The command line that reruns this one: global options and the arguments and options given (not --json)."""
+    """The command line that retries this one: global options and the arguments and options given
+    (not --json, and not --force: a retry redoes only the failed images)."""
     from lmmclf import stages
 
-    current = state(ctx)
     words: list[str] = []
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         # compared by name: typer may bring its own copy of click, whose classes are not click's
         source = getattr(ctx.get_parameter_source(param.name), "name", None)
-        if value is None or param.name == "json_output" or source != "COMMANDLINE":
+        if value is None or param.name in ("json_output", "force") or source != "COMMANDLINE":
             continue
         if param.param_type_name == "argument":
             words.append(str(value))
@@ -87,4 +93,4 @@ def same_command(ctx: typer.Context) -> str:
                 words.append(max(param.opts, key=len))
         else:
             words += [max(param.opts, key=len), str(value)]
-    return stages.command(ctx.info_name or "describe", None, words, stages.Invocation(current.config_path, current.cache_dir))
+    return stages.command(ctx.info_name or "describe", None, words)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.common import load, override_flags, print_json, reports_user_errors, require_dataset
 from lmmclf.cli.options import BatchSizeOpt, DatasetArg, DeviceOpt, ForceOpt, JsonOpt
 from lmmclf.console import console
 
@@ -15,7 +15,7 @@ from lmmclf.console import console
 def embed(
     ctx: typer.Context,
     dataset: DatasetArg = None,
-    clip_model: Annotated[Optional[str], typer.Option("--clip-model", help="open_clip name (ViT-L-14-quickgelu), hf-hub:org/repo or local-dir:/path.")] = None,
+    clip_model: Annotated[Optional[str], typer.Option("--clip-model", help="open_clip name (ViT-L-14-quickgelu), hf-hub:org/repo, local-dir:/path, or a folder holding open_clip_config.json (read as local-dir:).")] = None,
     clip_pretrained: Annotated[Optional[str], typer.Option("--clip-pretrained", help="Pretrained tag (openai) or a local checkpoint file.")] = None,
     images_only: Annotated[bool, typer.Option("--images-only", help="Only the image embeddings (no describe artifact needed): enough for the image probe and zero-shot.")] = False,
     batch_size: BatchSizeOpt = None,
@@ -36,8 +36,8 @@ def embed(
 
     cfg, store = load(ctx, dataset)
     require_dataset(cfg)
-    cfg = cfg.override(
-        "embed", clip_model=clip_model, clip_pretrained=clip_pretrained, batch_size=batch_size, num_workers=num_workers,
+    cfg = override_flags(
+        ctx, cfg, "embed", clip_model=clip_model, clip_pretrained=clip_pretrained, batch_size=batch_size, num_workers=num_workers,
         precision=precision, storage_dtype=storage_dtype, device=device,
     )
     index = load_dataset(cfg, store, show_progress=not console.quiet)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.common import load, override_flags, print_json, reports_user_errors, require_dataset
 from lmmclf.cli.options import DatasetArg, JsonOpt
 from lmmclf.console import console
 
@@ -19,7 +19,7 @@ def evaluate(
     dataset: DatasetArg = None,
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="image | text | concat | mean | zeroshot | prototype-zeroshot | finetune | lmm-reg | all (repeat or comma-separate; default: eval.methods).")] = None,
     compare: Annotated[Optional[str], typer.Option("--compare", help="Two methods A,B: accuracy difference with a bootstrap CI and McNemar's test on the same test images.")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where results.json/.csv/.md and accuracy.png go (default: eval.out_dir).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where results.json/.csv/.md and accuracy.png go; {dataset} stands for the dataset's name (default: eval.out_dir, results/{dataset}).")] = None,
     compute_missing: Annotated[bool, typer.Option("--compute-missing", help="Run the stages whose artifacts are missing instead of naming their commands.")] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write accuracy.png, test accuracy per epoch (needs matplotlib).")] = True,
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for --compare (default 2000).")] = None,
@@ -28,7 +28,10 @@ def evaluate(
     """Compose the cached results of the methods into a table like the paper's Table 2, files and a plot.
 
     Keys are computed from the config, so `eval` shows exactly what the other commands made with it.
-    With `--method all`, methods not computed yet are listed with the command that makes them.
+    Methods not computed yet are listed with the commands that make them (joined with `&&`, each
+    carrying the global options in effect): with `--method all` under the table of those that are
+    cached; when a method named with `--method` is missing, eval exits 1 with that list and the
+    names of the methods that are cached.
     """
     from lmmclf.datasets import load_dataset
     from lmmclf.evaluation.report import check_out_dir, out_dir_error
@@ -37,10 +40,12 @@ def evaluate(
 
     cfg, store = load(ctx, dataset)
     require_dataset(cfg)
-    cfg = cfg.override("eval", bootstrap=bootstrap)
+    cfg = override_flags(ctx, cfg, "eval", bootstrap=bootstrap)
     names = method or cfg.eval.methods
     pair = [p.strip() for p in compare.split(",") if p.strip()] if compare else cfg.eval.compare
-    target = Path(out_dir or cfg.eval.out_dir)
+    from lmmclf.results import output_dir
+
+    target = output_dir(str(out_dir or cfg.eval.out_dir), cfg.dataset.name)
     check_out_dir(target)  # before any work: a bad folder must not cost a --compute-missing run
     index = load_dataset(cfg, store, show_progress=not console.quiet)
     document, missing = build(cfg, index, store, names, pair, compute_missing)
@@ -63,7 +68,7 @@ def evaluate(
     if as_json:
         print_json(document)
         return
-    console.print(rich_table(document["methods"], title, [(m.method.name, m.command) for m in missing]))
+    console.print(rich_table(document["methods"], title, [(escape(m.method.name), escape(m.chain)) for m in missing]))
     if "comparison" in document:
         console.print(comparison_sentence(document["comparison"]))
     console.print(f"[dim]Wrote {escape(', '.join(str(path) for path in files))}[/]")

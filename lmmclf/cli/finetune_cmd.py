@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.common import load, override_flags, print_json, reports_user_errors, require_dataset
 from lmmclf.cli.options import (
     BatchSizeOpt,
     DatasetArg,
@@ -55,8 +55,8 @@ def finetune(
 
     cfg, store = load(ctx, dataset)
     require_dataset(cfg)
-    cfg = cfg.override(
-        "finetune", alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+    cfg = override_flags(
+        ctx, cfg, "finetune", alpha=alpha, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
         weight_decay=weight_decay, schedule=schedule, reg_reduction=reg_reduction, unlocked_blocks=unlocked_blocks,
         augment=augment, seeds=seeds, trunk_cache=trunk_cache, trunk_dtype=trunk_dtype, precision=precision,
         grad_checkpointing=grad_checkpointing, device=device,

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lmmclf.cli.common import load, print_json, reports_user_errors, require_dataset
+from lmmclf.cli.common import load, override_flags, print_json, reports_user_errors, require_dataset
 from lmmclf.cli.options import BatchSizeOpt, DatasetArg, DeviceOpt, ForceOpt, JsonOpt, SeedsOpt
 from lmmclf.console import console
 
@@ -43,12 +43,14 @@ def probe(
 
     cfg, store = load(ctx, dataset)
     require_dataset(cfg)
-    cfg = cfg.override(
-        "probe", epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+    cfg = override_flags(
+        ctx, cfg, "probe", {"zeroshot_templates": "--templates"}, epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
         batch_size=batch_size, normalize=normalize, val_fraction=val_fraction, seeds=seeds, device=device,
         zeroshot_templates=templates,
     )
     kinds = [k.strip() for k in (features or cfg.probe.features).split(",") if k.strip()]
+    for kind in kinds if features else ():  # every method checked before the first one trains
+        override_flags(ctx, cfg, "probe", features=kind)
     index = load_dataset(cfg, store, show_progress=not console.quiet)
     results = []
     for kind in kinds:

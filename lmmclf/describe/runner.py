@@ -84,7 +84,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, backend: Backend | None = None,
-                 show_progress: bool = True, retry_command: str | None = None) -> DescribeSummary:
+                 show_progress: bool = True, retry_command: str | None = None, force: bool = False) -> DescribeSummary:
     """Describe the selected items of ``dataset``, resuming from journals; write the artifact when complete.
 
     A second process with the same key and shard waits for the first (``store.working``) and
@@ -98,6 +98,9 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
         backend: a ready backend (benchmarks, tests); built from the config when None.
         show_progress: draw the progress bar and the summary table.
         retry_command: the command line that reruns this one (named in the failure hints).
+        force: describe again the images the finished artifact already holds (this run's share). What
+            this key's journals hold is kept, so an interrupted forced run resumes when run again with
+            ``force``; the old artifact stays until the new one replaces it.
 
     Raises:
         KeyboardInterrupt: after saving finished batches and printing how to resume.
@@ -120,16 +123,18 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
 
     # the whole run holds the activity lock: a twin waits here, then reads what the first one wrote
     with store.working(STAGE, spec.key, name, on_wait=waiting):
-        _run(store, spec, items, shard, journal, section, backend, summary, show_progress)
+        _run(store, spec, items, shard, journal, section, backend, summary, show_progress, force)
     if show_progress:
         print_summary(summary)
     return summary
 
 
 def _run(store, spec, items: list, shard, journal: Journal, section, backend: Backend | None, summary: DescribeSummary,
-         show_progress: bool) -> None:
+         show_progress: bool, force: bool = False) -> None:
     final = store.path(STAGE, spec.key)
     records, intact = _known_records(store, spec.key)  # read after taking the lock: a twin may have done it all
+    if force:  # only the journals count as done: a forced run redoes what the artifact holds, and resumes itself
+        records = merge_records(journal.read() for journal in _journals(store, spec.key))
     mine = items[shard[0]::shard[1]] if shard else items
     todo = [item for item in mine if not records.get(item.id, {}).get("ok")]
     summary.assigned, summary.skipped = len(mine), len(mine) - len(todo)
@@ -191,7 +196,9 @@ def _known_records(store, key: str) -> tuple[dict[str, dict[str, Any]], bool]:
 
     The artifact's failed rows count as records (still retried: only ``ok`` ones are skipped), so
     a shard that finishes just after another wrote the artifact and removed the journals finds
-    every item accounted for.
+    every item accounted for. A journal's record replaces the artifact's row of the same id (it is
+    newer: a retried failure, or an image a forced run described again) unless it failed where the
+    artifact's row succeeded.
     """
     sources: list[Any] = []
     intact = False
@@ -202,8 +209,10 @@ def _known_records(store, key: str) -> tuple[dict[str, dict[str, Any]], bool]:
         except CorruptArtifactError as exc:
             # marked complete but damaged (a dataset deleted or cut): absent, rebuilt from journals and new work
             console.print(f"[yellow]Ignoring a damaged artifact[/]: {escape(str(exc))}", soft_wrap=True)
-    sources += [journal.read() for journal in _journals(store, key)]
-    return merge_records(sources), intact
+    stored = merge_records(sources)
+    fresh = merge_records(journal.read() for journal in _journals(store, key))
+    stored.update({item_id: record for item_id, record in fresh.items() if record["ok"] or not stored.get(item_id, {}).get("ok")})
+    return stored, intact
 
 
 def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: DescribeSummary, show_progress: bool,

@@ -25,7 +25,6 @@ from lmmclf.console import console, progress
 from lmmclf.datasets.base import DatasetIndex
 from lmmclf.embed.specs import (
     covered_items,
-    describe_key,
     image_embed_spec,
     text_embed_spec,
 )
@@ -165,11 +164,12 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
     from lmmclf.embed.texts import encode_texts, pool, read_descriptions, scatter
 
     holder = clip if isinstance(clip, _ClipHolder) else _ClipHolder(cfg, clip)
-    describe = describe or describe_key(cfg, dataset, store)
+    wanted = _describe_wanted(cfg, dataset, store, describe)
+    describe = describe or wanted.key
     spec = text_embed_spec(cfg, dataset, store, describe)
     report = report if report is not None else EmbedReport()
     report.text_key = spec.key
-    with store.open("describe", describe, make_hint=command("describe", dataset.name)) as handle:
+    with store.open("describe", describe, make_hint=command("describe", dataset.name), wanted=wanted) as handle:
         try:
             descriptions = read_descriptions(handle)
         except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:
@@ -209,6 +209,14 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
     return path
 
 
+def _describe_wanted(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, describe: str | None):
+    """The describe spec ``cfg`` asks for, when ``describe`` (a key given by the caller) does not override it."""
+    from lmmclf.describe import describe_spec
+
+    wanted = describe_spec(cfg, dataset, store)
+    return wanted if describe in (None, wanted.key) else None
+
+
 def run_embed(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, images: bool = True, texts: bool = True, force: bool = False, describe: str | None = None) -> EmbedReport:
     """The whole ``embed`` stage: image embeddings, then description embeddings (one CLIP load).
 
@@ -224,8 +232,9 @@ def run_embed(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
     report = EmbedReport()
     holder = _ClipHolder(cfg)
     if texts:  # check the describe artifact first: a missing input should fail before any work
-        key = describe or describe_key(cfg, dataset, store)
-        store.open("describe", key, make_hint=command("describe", dataset.name)).close()
+        wanted = _describe_wanted(cfg, dataset, store, describe)
+        key = describe or wanted.key
+        store.open("describe", key, make_hint=command("describe", dataset.name), wanted=wanted).close()
         describe = key
     if images:
         embed_images(cfg, dataset, store, force=force, clip=holder, report=report)

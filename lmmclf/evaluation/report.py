@@ -27,10 +27,22 @@ class MethodResult:
 
 @dataclass
 class Missing:
-    """A method whose artifact is not cached, and the command that makes it."""
+    """A method whose artifact is not cached, and the command that makes it.
+
+    Args:
+        method: the method.
+        command: the command that makes its artifact (its inputs being cached).
+        before: the commands, parents first, that make its missing inputs.
+    """
 
     method: Method
     command: str
+    before: list[str] = field(default_factory=list)
+
+    @property
+    def chain(self) -> str:
+        """Every command it needs, joined with ``&&``: it works as written in a shell."""
+        return " && ".join([*self.before, self.command])
 
 
 def _attrs(handle) -> dict[str, Any]:
@@ -60,11 +72,13 @@ def collect(cfg, dataset, store, methods: list[Method], compute_missing: bool = 
         if absent and compute_missing:
             method.compute(cfg, dataset, store)
         elif absent:
-            missing.append(Missing(method, method.command(cfg, dataset.name)))
+            from lmmclf.missing import commands_to_make
+
+            missing.append(Missing(method, method.command(cfg, dataset.name), commands_to_make(cfg, dataset, absent, store)))
             continue
         runs, attrs = [], {}
         for spec in specs:
-            with store.open(spec.stage, spec.key, make_hint=method.command(cfg, dataset.name)) as handle:
+            with store.open(spec.stage, spec.key, make_hint=method.command(cfg, dataset.name), wanted=spec) as handle:
                 runs.extend(read_runs(handle))
                 attrs = attrs or _attrs(handle)
         runs.sort(key=lambda run: run.seed)
@@ -72,15 +86,38 @@ def collect(cfg, dataset, store, methods: list[Method], compute_missing: bool = 
     return results, missing
 
 
-def require_all(missing: list[Missing]) -> None:
-    """Raise for the first missing artifact, naming the command (or ``--compute-missing``)."""
+def require_all(missing: list[Missing], cached: list[str] = ()) -> None:
+    """Raise when methods are missing: every one with the commands that make it, and what is cached.
+
+    Args:
+        missing: the methods not cached.
+        cached: the names of the methods that are.
+    """
     if missing:
-        first = missing[0]
-        others = f" ({len(missing) - 1} more methods are missing too)" if len(missing) > 1 else ""
+        names = ", ".join(m.method.name for m in missing)
+        have = f"cached with these settings: {', '.join(cached)}" if cached else "no method is cached with these settings"
+        lines = [f"  {m.method.name}: {m.chain}" for m in missing]
         raise MissingArtifactError(
-            f"No cached results for method '{first.method.name}': run `{first.command}` "
-            f"or add --compute-missing{others}."
+            f"No cached results for {'methods' if len(missing) > 1 else 'method'} {names} ({have}); make "
+            f"{'them' if len(missing) > 1 else 'it'} with:\n" + "\n".join(lines)
+            + "\nor run this eval again with --compute-missing."
         )
+
+
+def _cached_methods(cfg, dataset, store) -> list[str]:
+    """The registered methods whose runs are all cached under ``cfg`` (what eval could show now)."""
+    from lmmclf.errors import LmmclfError
+    from lmmclf.evaluation.methods import resolve_methods
+
+    names = []
+    for method in resolve_methods(["all"]):
+        try:
+            specs = method.specs(cfg, dataset, store)
+        except LmmclfError:  # e.g. a model that cannot be identified here: not cached as far as we can tell
+            continue
+        if specs and all(store.is_complete(spec.stage, spec.key) for spec in specs):
+            names.append(method.name)
+    return names
 
 
 def method_summary(result: MethodResult) -> dict[str, Any]:
@@ -92,6 +129,8 @@ def method_summary(result: MethodResult) -> dict[str, Any]:
     if runs and min(epochs) > 0:
         length = min(epochs)
         curves["test_acc_mean"] = np.mean([run.test_acc[:length] for run in runs], axis=0).tolist()
+        if len(runs) > 1:  # the plot's spread band over seeds (sample std, as the tables' ±)
+            curves["test_acc_std"] = np.std([run.test_acc[:length] for run in runs], axis=0, ddof=1).tolist()
         curves["train_loss_mean"] = np.mean([run.train_loss[:length] for run in runs], axis=0).tolist()
     return {
         "method": result.method.name,
@@ -130,16 +169,19 @@ def evaluate(cfg, dataset, store, names: list[str], compare: list[str] | None = 
     methods = resolve_methods(list(names) + list(compare or []))
     results, missing = collect(cfg, dataset, store, methods, compute_missing)
     compared = set(compare or [])
+    cached = [result.method.name for result in results]
+    if missing and (not wants_all or not results):
+        cached = _cached_methods(cfg, dataset, store)
     if not wants_all or any(m.method.name in compared for m in missing):
-        require_all([m for m in missing if not wants_all or m.method.name in compared])
+        require_all([m for m in missing if not wants_all or m.method.name in compared], cached)
     if not results:
-        require_all(missing)
+        require_all(missing, cached)
     document: dict[str, Any] = {
         "dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint,
         "class_count": len(dataset.class_names),
         "methods": [method_summary(result) for result in results],
-        "missing": [{"method": m.method.name, "command": m.command} for m in missing],
+        "missing": [{"method": m.method.name, "command": m.command, "commands": [*m.before, m.command]} for m in missing],
     }
     if compare:
         if len(compare) != 2:

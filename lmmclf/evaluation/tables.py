@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
-
-COLUMNS = ("method", "label", "test_acc", "mean", "std", "seeds", "best_acc_mean", "epochs", "test_items")
-
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}"
@@ -25,14 +20,6 @@ def rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "best_acc_mean": _pct(s["best_acc_mean"]) if s["epochs"] else "", "epochs": s["epochs"], "test_items": s["test_items"],
         })
     return out
-
-
-def to_csv(summaries: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows(summaries))
-    return buffer.getvalue()
 
 
 def _accuracy_cell(row: dict[str, Any]) -> str:
@@ -76,10 +63,12 @@ def rich_table(summaries: list[dict[str, Any]], title: str, missing: list[tuple[
 
 
 def write_files(out_dir: Path, document: dict[str, Any], title: str) -> list[Path]:
-    """Write results.json, results.csv and results.md into ``out_dir``."""
+    """Write results.json, results.csv (tidy: one row per method and seed) and results.md into ``out_dir``."""
+    from lmmclf.results import to_csv
+
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json", out_dir / "results.csv", out_dir / "results.md"]
     paths[0].write_text(json.dumps(document, indent=2, default=str) + "\n")
-    paths[1].write_text(to_csv(document["methods"]))
+    paths[1].write_text(to_csv(document))
     paths[2].write_text(to_markdown(document["methods"], title, document.get("comparison")))
     return paths

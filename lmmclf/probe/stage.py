@@ -118,13 +118,16 @@ def _load_features(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifact
     from lmmclf.embed.specs import IMAGE_STAGE, TEXT_STAGE
     from lmmclf.features import build_features
 
+    from lmmclf.embed.specs import image_embed_spec, text_embed_spec
+
     hint = command("embed", dataset.name)
     # a method without descriptions needs only the image embeddings, which need no describe artifact
-    with store.open(IMAGE_STAGE, inputs.image, make_hint=hint if inputs.text else command("embed", dataset.name, ["--images-only"])) as handle:
+    with store.open(IMAGE_STAGE, inputs.image, make_hint=hint if inputs.text else command("embed", dataset.name, ["--images-only"]),
+                    wanted=image_embed_spec(cfg, dataset, store)) as handle:
         images = read_image_embeddings(handle)
     texts = None
     if inputs.text:
-        with store.open(TEXT_STAGE, inputs.text, make_hint=hint) as handle:
+        with store.open(TEXT_STAGE, inputs.text, make_hint=hint, wanted=text_embed_spec(cfg, dataset, store)) as handle:
             texts = read_text_embeddings(handle, table=cfg.probe.normalize)
     return build_features(features if features in TRAINED else "image", images, texts, normalize=cfg.probe.normalize if features in TRAINED else False)
 
@@ -156,7 +159,7 @@ def _check_descriptions(cfg: ExperimentConfig, dataset: DatasetIndex, store: Art
     require_descriptions(coverage, cfg.embed.max_missing_descriptions, f"Features '{features}'", dataset.name)
 
 
-def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None]) -> tuple[list, dict]:
+def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None], dataset: DatasetIndex | None = None) -> tuple[list, dict]:
     from lmmclf.devices import resolve_device
     from lmmclf.probe.trainer import ProbeSettings, train_linear_probe
     from lmmclf.results import TrainingRun
@@ -173,7 +176,12 @@ def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None]) -> 
         raise LmmclfError(f"The probe needs training and test images; the embeddings have {len(train_rows)} train and {len(test_rows)} test (check describe.split).")
     runs, val_count = [], 0
     for seed in p.seeds:
-        fit, val = validation_split(data.labels[train_rows], p.val_fraction, seed)
+        own_val = dataset.val_rows([data.ids[i] for i in train_rows]) if dataset is not None and p.val_fraction > 0 else []
+        if own_val:  # the release has its own val split (CoOp): it is the hold-out, whatever the fraction
+            val = np.asarray(own_val, dtype=np.int64)
+            fit = np.setdiff1d(np.arange(len(train_rows)), val)
+        else:
+            fit, val = validation_split(data.labels[train_rows], p.val_fraction, seed)
         val_count = len(val)
         fit_rows, val_rows = train_rows[fit], train_rows[val]
         result = train_linear_probe(
@@ -241,14 +249,16 @@ def run_probe(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
     if not force and store.is_complete(STAGE, spec.key):
         return store.path(STAGE, spec.key)
     if features == "prototype-zeroshot":
-        store.open("prototypes", inputs.prototypes, make_hint=command("prototypes", dataset.name)).close()
+        from lmmclf.prototypes import prototypes_spec
+
+        store.open("prototypes", inputs.prototypes, make_hint=command("prototypes", dataset.name), wanted=prototypes_spec(cfg, dataset, store)).close()
     data = _load_features(cfg, dataset, store, features, inputs)
 
     def compute(handle) -> int:
         if features in TRAINED:
             with progress() as bar:
                 task = bar.add_task(f"probe {features}", total=cfg.probe.epochs * len(cfg.probe.seeds))
-                runs, info = _train_runs(cfg, data, lambda n: bar.advance(task, n))
+                runs, info = _train_runs(cfg, data, lambda n: bar.advance(task, n), dataset)
         else:
             runs, info = _zero_shot_runs(cfg, dataset, store, features, data)
         write_runs(handle, runs)

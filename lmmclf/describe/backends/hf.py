@@ -20,7 +20,7 @@ from typing import Any
 from lmmclf.describe.backends.base import Answer, Backend, Job
 from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import LmmclfError
-from lmmclf.models import resolve_model_ref
+from lmmclf.models import require_hub_model, resolve_model_ref
 
 GiB = 1 << 30
 CPU_BATCH_SIZE = 8  # small and fixed: CPU throughput barely grows beyond this
@@ -145,7 +145,10 @@ class HFBackend(Backend):
         self.device = resolve_device(section.device, mps=False)  # the dtype/quantization rules know CUDA and CPU only
         self.dtype = torch_dtype(section.dtype, self.device)
         # a local folder that moved is one sentence naming it here, never a hub download
-        model_name = resolve_model_ref(section.model, section.revision, None, what="describe.model", load=True).load_name
+        ref = resolve_model_ref(section.model, section.revision, None, what="describe.model", load=True)
+        if ref.kind == "hub":  # not cached and no network: one sentence now, not a minute of retries
+            require_hub_model(ref.name, section.revision, "describe.model")
+        model_name = ref.load_name
         load = {"revision": section.revision}
         try:
             config = AutoConfig.from_pretrained(model_name, **load)
