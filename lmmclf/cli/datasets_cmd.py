@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from lmmclf.cli.common import load, print_json, reports_user_errors
+from lmmclf.cli.common import load, override_flags, print_json, reports_user_errors
 from lmmclf.cli.options import JsonOpt
 from lmmclf.console import console
 
@@ -22,13 +22,50 @@ SplitOpt = Annotated[Optional[int], typer.Option("--split", help="UCF-101's offi
 def add(
     name: Annotated[str, typer.Argument(help="The name later commands use (e.g. ucf101, or your own).")],
     root: Annotated[Path, typer.Option("--root", help="The dataset's folder (for csv: the manifest file).")],
-    type_name: Annotated[Optional[str], typer.Option("--type", help="ucf101, era, bar, imagefolder or csv; default: NAME when it is one of them.")] = None,
+    type_name: Annotated[Optional[str], typer.Option("--type", help="A dataset type (`lmmclf datasets list`); default: NAME when it is one, else inferred from the folder.")] = None,
 ) -> None:
     """Register a dataset root once, so that later commands need only its name."""
-    from lmmclf.datasets.registry import register, registry_path
+    from lmmclf.datasets.detect import infer_type, refuse_flat
+    from lmmclf.datasets.registry import ADAPTERS, register, registry_path
 
-    entry = register(name, root, type_name)
-    console.print(f"Registered [bold]{escape(entry.name)}[/] ({escape(entry.type)}) at {escape(str(entry.root))} in {escape(str(registry_path()))}.")
+    folder = root.expanduser().resolve()
+    inferred = None
+    if type_name is None and name not in ADAPTERS:
+        type_name, inferred = infer_type(folder)
+    if type_name == "imagefolder" or (type_name is None and name == "imagefolder"):
+        refuse_flat(folder)
+    entry = register(name, folder, type_name)
+    how = f" (inferred: {escape(inferred)})" if inferred else ""
+    console.print(f"Registered [bold]{escape(entry.name)}[/] ({escape(entry.type)}{how}) at {escape(str(entry.root))} in {escape(str(registry_path()))}.")
+
+
+@app.command("add-coop")
+@reports_user_errors
+def add_coop(
+    data: Annotated[Path, typer.Argument(help="CoOp's $DATA folder (holding imagenet/, caltech-101/, ucf101/, ...).")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Put this before each registered name (e.g. coop- gives coop-dtd).")] = "",
+) -> None:
+    """Register every CoOp dataset found under one data root, each under its type name."""
+    from lmmclf.datasets.coop import LAYOUTS, find_all
+    from lmmclf.datasets.registry import register, registry_path
+    from lmmclf.errors import DatasetError
+
+    folder = data.expanduser().resolve()
+    if not folder.is_dir():
+        raise DatasetError(f"CoOp data root {folder} is not a folder.")
+    found = find_all(folder)
+    if not found:
+        raise DatasetError(
+            f"No CoOp dataset found in {folder}: expected folders such as {', '.join(l.folder for l in list(LAYOUTS.values())[:4])}, ... as CoOp's DATASETS.md lays them out."
+        )
+    for type_name, dataset_folder in found.items():
+        entry = register(prefix + type_name, dataset_folder, type_name)
+        console.print(f"Registered [bold]{escape(entry.name)}[/] ({escape(type_name)}) at {escape(str(entry.root))}.")
+    missing = [name for name in LAYOUTS if name not in found]
+    console.print(
+        f"Found {len(found)} CoOp dataset(s) in {escape(str(folder))}"
+        f"{'; not found: ' + escape(', '.join(missing)) if missing else ''}. Registry: {escape(str(registry_path()))}."
+    )
 
 
 @app.command("list")
@@ -72,7 +109,7 @@ def info(
     from lmmclf.datasets import load_dataset
 
     cfg, store = load(ctx, name)
-    cfg = cfg.override("dataset", split=split)
+    cfg = override_flags(ctx, cfg, "dataset", split=split)
     index = load_dataset(cfg, store)
     summary = summarize(index)
     if json_out:
@@ -97,7 +134,7 @@ def check(
     from lmmclf.datasets import load_dataset
 
     cfg, store = load(ctx, name)
-    index = load_dataset(cfg.override("dataset", split=split), store, recheck=True)
+    index = load_dataset(override_flags(ctx, cfg, "dataset", split=split), store, recheck=True)
     skipped = [{"source": s.source, "reason": s.reason} for s in index.skipped]
     repaired = [{"frame": s.source, "reason": s.reason} for s in index.repaired]
     if json_out:
@@ -120,11 +157,17 @@ def summarize(index) -> dict:
     per_class = [{"class": name, "train": 0, "test": 0} for name in index.class_names]
     for item in index.items:
         per_class[item.label][item.split] += 1
+    counts = index.counts()
+    if index.val_ids:  # the release's own val split (CoOp): part of train, reported on its own
+        counts["val"] = len(index.val_ids)
+        for item in index.items:
+            if item.id in index.val_ids:
+                per_class[item.label]["val"] = per_class[item.label].get("val", 0) + 1
     return {
         "name": index.name,
         "classes": len(index.class_names),
         "class_names": list(index.class_names),
-        "counts": index.counts(),
+        "counts": counts,
         "total": len(index.items),
         "fingerprint": index.fingerprint,
         "options": index.options,
@@ -140,17 +183,19 @@ def _print_summary(summary: dict, show_classes: bool) -> None:
 
     counts = summary["counts"]
     options = ", ".join(f"{k}={v}" for k, v in summary["options"].items()) or "none"
+    val = f" (of which {counts['val']} are the release's val split)" if "val" in counts else ""
     console.print(
-        f"[bold]{summary['name']}[/]: {summary['classes']} classes, {counts['train']} train, "
+        f"[bold]{summary['name']}[/]: {summary['classes']} classes, {counts['train']} train{val}, "
         f"{counts['test']} test ({summary['total']} images); skipped {summary['skipped']}; options {options}"
     )
     console.print(f"fingerprint {summary['fingerprint']}")
     if show_classes:
         table = Table()
-        for column in ("#", "class", "train", "test"):
+        columns = ("#", "class", "train", *(("val",) if "val" in counts else ()), "test")
+        for column in columns:
             table.add_column(column, justify="right" if column != "class" else "left")
         for i, row in enumerate(summary["per_class"]):
-            table.add_row(str(i), row["class"], str(row["train"]), str(row["test"]))
+            table.add_row(str(i), escape(row["class"]), *(str(row.get(c, 0)) for c in columns[2:]))
         console.print(table)
     else:
         names = summary["class_names"]

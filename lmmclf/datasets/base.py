@@ -52,6 +52,9 @@ class DatasetIndex:
     skipped: list[SkippedItem] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     repaired: list[SkippedItem] = field(default_factory=list)  # broken cached frames, extracted again
+    # Train items that form the release's own validation split (CoOp's val): they stay in
+    # "train" (the papers train on train + val) and are available to model selection.
+    val_ids: frozenset[str] = frozenset()
 
     def split(self, split: str) -> list[Item]:
         """The items of one split (``"all"`` gives every item, in index order)."""
@@ -61,6 +64,10 @@ class DatasetIndex:
 
     def counts(self) -> dict[str, int]:
         return {split: sum(1 for item in self.items if item.split == split) for split in SPLITS}
+
+    def val_rows(self, ids: list[str]) -> list[int]:
+        """Positions in ``ids`` of the release's own val items (empty when it has none)."""
+        return [row for row, item_id in enumerate(ids) if item_id in self.val_ids]
 
     def identity(self) -> dict[str, Any]:
         """What goes into every artifact key that depends on this dataset."""

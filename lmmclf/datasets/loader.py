@@ -96,11 +96,15 @@ def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True, reche
         items=[Item(r.source.id, r.image, r.source.label, r.source.split) for r in resolved],
         fingerprint=fp.fingerprint(
             scan.class_names,
-            ((r.source.id, r.sha256, fp.item_kind(r.source.is_video), r.source.label, r.source.split) for r in resolved),
+            # the release's val items are hashed as "val", so moving an image between train and
+            # val changes the fingerprint; releases without val keep their fingerprints
+            ((r.source.id, r.sha256, fp.item_kind(r.source.is_video), r.source.label,
+              "val" if r.source.id in scan.val_ids else r.source.split) for r in resolved),
         ),
         skipped=sorted(scan.skipped + skipped, key=lambda s: s.source),
         options=options,
         repaired=sorted({r.source: r for r in repaired}.values(), key=lambda s: s.source),  # one note per frame
+        val_ids=frozenset(r.source.id for r in resolved if r.source.id in scan.val_ids),
     )
     report_skipped(index)
     report_repaired(index)

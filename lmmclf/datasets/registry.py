@@ -20,6 +20,7 @@ import yaml
 from lmmclf.config import DatasetSection, read_yaml_file
 from lmmclf.datasets.adapter import Adapter
 from lmmclf.datasets.bar import BarAdapter
+from lmmclf.datasets.coop import COOP_ADAPTERS
 from lmmclf.datasets.csvmanifest import CsvAdapter
 from lmmclf.datasets.era import EraAdapter
 from lmmclf.datasets.imagefolder import ImageFolderAdapter
@@ -32,7 +33,7 @@ REGISTRY_FILE = "datasets.yaml"
 
 ADAPTERS: dict[str, type[Adapter]] = {
     adapter.type_name: adapter
-    for adapter in (Ucf101Adapter, EraAdapter, BarAdapter, ImageFolderAdapter, CsvAdapter)
+    for adapter in (Ucf101Adapter, EraAdapter, BarAdapter, ImageFolderAdapter, CsvAdapter, *COOP_ADAPTERS)
 }
 
 

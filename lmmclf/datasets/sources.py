@@ -58,6 +58,7 @@ class Scan:
     sources: list[Source]
     skipped: list[SkippedItem] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    val_ids: set[str] = field(default_factory=set)  # train sources that are the release's own val split (CoOp)
 
 
 def is_media(path: Path) -> bool:

@@ -15,6 +15,10 @@ kept: the folder ``HandstandPushups`` holds ``v_HandStandPushups_*`` files and t
 that mixed spelling; a listed file whose case differs from the file on disk is found by a
 case-insensitive match within its class folder.
 
+CoOp's middle-frame release (``ucf101/UCF-101-midframes/`` + ``split_zhou_UCF101.json``, see
+:mod:`lmmclf.datasets.coop`) is detected under the registered root, or in its ``ucf101/``
+folder, and read instead; it holds official split 1 only.
+
 A listed entry that cannot be read (missing, a folder named ``*.avi``, a dangling symlink, a
 symlink loop, a pipe) or whose path leads outside the videos folder (``YoYo/../../x.png``, a
 symlink to a file elsewhere) is skipped with its reason; the rest of the dataset loads
@@ -27,6 +31,7 @@ import os
 from pathlib import Path
 
 from lmmclf.config import DatasetSection
+from lmmclf.datasets import coop
 from lmmclf.datasets.adapter import Adapter
 from lmmclf.datasets.base import SkippedItem
 from lmmclf.datasets.sources import (
@@ -51,12 +56,22 @@ SPLITS = (1, 2, 3)
 
 class Ucf101Adapter(Adapter):
     type_name = "ucf101"
-    summary = "UCF-101 release: UCF-101/<Class>/*.avi (or extracted frames) + ucfTrainTestlist/; split 1|2|3"
+    summary = (
+        "UCF-101 release: UCF-101/<Class>/*.avi (or extracted frames) + ucfTrainTestlist/; split 1|2|3; "
+        "or CoOp's UCF-101-midframes/ + split_zhou_UCF101.json"
+    )
 
     def scan(self, root: Path, section: DatasetSection) -> Scan:
         if section.split not in SPLITS:
             raise DatasetError(f"UCF-101 has splits 1, 2 and 3; dataset.split is {section.split}.")
         require_dir(root, "the UCF-101 release")
+        layout = coop.LAYOUTS["ucf101"]
+        if coop.find(root, layout) is not None:
+            if section.split != 1:
+                raise DatasetError(
+                    f"CoOp's UCF-101 frames at {root} hold official split 1 only; dataset.split is {section.split}."
+                )
+            return coop.scan_layout(root, layout, section)
         videos, lists = locate(root)
         class_names = read_class_index(lists / "classInd.txt")
         finder = _FileFinder(videos)

@@ -88,7 +88,7 @@ def load_outcome(store: ArtifactStore, spec: KeySpec, trained: bool = False) -> 
     from lmmclf.results import read_runs
     from lmmclf.stages import command
 
-    with store.open(STAGE, spec.key, make_hint=command(STAGE, (spec.dataset or {}).get("name"), ["--alpha", f"{spec.params['alpha']:g}"])) as handle:
+    with store.open(STAGE, spec.key, make_hint=command(STAGE, (spec.dataset or {}).get("name"), ["--alpha", f"{spec.params['alpha']:g}"]), wanted=spec) as handle:
         run = read_runs(handle)[0]
     return FinetuneOutcome(spec.key, run, store.path(STAGE, spec.key), weights_path(store, spec.key), trained)
 

@@ -1,6 +1,7 @@
 """Where the trainer's input tokens come from: the trunk cache, or images through the frozen trunk.
 
-The trainer only ever sees batches of trunk output tokens ``(B, L, W)`` and labels. A
+The trainer only ever sees batches of trunk outputs (tokens ``(B, L, W)``, or pooled vectors
+``(B, W)`` with no block unlocked) and labels. A
 :class:`CachedTokens` source slices them from the trunk artifact held in memory; a
 :class:`StreamedImages` source decodes and preprocesses the images and runs the frozen
 trunk on them (the full forward, ``--no-trunk-cache``, and the only choice with
@@ -26,9 +27,10 @@ class CachedTokens:
     each batch is gathered from them and moved to the device.
 
     Args:
-        train_tokens: ``(N_train, L, W)`` trunk outputs of the training images (any float dtype).
+        train_tokens: ``(N_train, L, W)`` trunk outputs of the training images (any float dtype),
+            or ``(N_train, W)`` when the trunk pools.
         train_labels: ``(N_train,)`` int64.
-        test_tokens: ``(N_test, L, W)``.
+        test_tokens: ``(N_test, L, W)`` or ``(N_test, W)``.
         test_labels: ``(N_test,)``.
         device: where the batches go.
     """

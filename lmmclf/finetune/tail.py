@@ -7,7 +7,12 @@ blocks, ``ln_post`` and ``proj``. The tail's output is the image embedding x_i o
 (the output of CLIP's image encoder), which the classification head and the prototype loss
 both read.
 
-Trunk and tail share the tower's modules (no copy), so ``trunk(tail(images))`` is exactly
+With ``unlocked_blocks = 0`` (paper 2's narrow reading: only ``ln_post``, ``proj`` and the
+head train) the trunk also pools, so it hands the tail one vector of ``width`` floats per
+image instead of ``tokens x width`` (see :func:`trunk_output`): the tail then reads nothing
+else, and the trunk cache shrinks by the number of tokens (257x for ViT-L/14).
+
+Trunk and tail share the tower's modules (no copy), so ``tail(trunk(images))`` is exactly
 the tower's ``forward``. The trunk always runs in eval mode without gradients: its output
 for an image never changes during training, which is what makes the trunk cache valid.
 
@@ -37,14 +42,43 @@ class SplitPoint:
 
     layers: int
     unlocked_blocks: int
+    output: str = "tokens"  # what the trunk returns: see :func:`trunk_output`
 
     @property
     def frozen_blocks(self) -> int:
         return self.layers - self.unlocked_blocks
 
-    def identity(self) -> dict[str, int]:
-        """What goes into keys: the trunk's output depends on how many blocks it runs."""
-        return {"layers": self.layers, "frozen_blocks": self.frozen_blocks}
+    def identity(self) -> dict[str, int | str]:
+        """What goes into keys: the trunk's output depends on how many blocks it runs and,
+        with none unlocked, on what it pools (named only then, so token caches keep their keys)."""
+        identity: dict[str, int | str] = {"layers": self.layers, "frozen_blocks": self.frozen_blocks}
+        if self.output != "tokens":
+            identity["output"] = self.output
+        return identity
+
+
+def trunk_output(visual: nn.Module, unlocked_blocks: int) -> str:
+    """What the trunk hands the tail.
+
+    - ``tokens``: every token ``(N, L, W)``; the tail runs blocks, ``ln_post``, pooling, ``proj``.
+      Always with at least one unlocked block.
+    - ``pooled``: the pooled token *before* ``ln_post`` ``(N, W)``; the tail runs ``ln_post`` and
+      ``proj``. Exact when the tower normalises after pooling (``final_ln_after_pool``) or pools
+      the class token: LayerNorm acts on each token alone, so ``ln_post(x)[:, 0] == ln_post(x[:, 0])``.
+    - ``normalized-mean``: average pooling after ``ln_post`` (mean of normalised tokens is not the
+      normalisation of the mean). ``ln_post`` is a normalisation, which has no parameters, then an
+      elementwise affine; the mean commutes with the affine, so the trunk stores the mean of the
+      *normalised* patch tokens and the tail applies ``ln_post``'s weight and bias.
+
+    A tower whose ``ln_post`` is not a LayerNorm keeps ``tokens`` with average pooling.
+    """
+    if unlocked_blocks > 0:
+        return "tokens"
+    if getattr(visual, "final_ln_after_pool", False) or visual.pool_type == "tok":
+        return "pooled"
+    if isinstance(visual.ln_post, nn.LayerNorm):
+        return "normalized-mean"
+    return "tokens"
 
 
 def vision_tower(model: nn.Module) -> nn.Module:
@@ -79,14 +113,16 @@ def vision_tower(model: nn.Module) -> nn.Module:
 
 
 class FrozenTrunk(nn.Module):
-    """The stem and the first ``frozen_blocks`` blocks; returns tokens ``(N, L, W)``, batch first.
+    """The stem and the first ``frozen_blocks`` blocks; returns tokens ``(N, L, W)``, batch first,
+    or with ``output`` other than ``tokens`` one pooled vector ``(N, W)`` per image.
 
     Args:
         visual: the open_clip ``VisionTransformer``.
         frozen_blocks: how many leading blocks belong to the trunk.
+        output: from :func:`trunk_output`.
     """
 
-    def __init__(self, visual: nn.Module, frozen_blocks: int):
+    def __init__(self, visual: nn.Module, frozen_blocks: int, output: str = "tokens"):
         super().__init__()
         # The tower itself is held outside the module tree (in a list): registering it would
         # make trunk.eval() / trunk.parameters() reach the tail's blocks too.
@@ -94,6 +130,11 @@ class FrozenTrunk(nn.Module):
         self.stem = nn.ModuleList([visual.conv1, visual.patch_dropout, visual.ln_pre])
         self.blocks = nn.ModuleList(list(visual.transformer.resblocks)[:frozen_blocks])
         self.frozen_blocks = frozen_blocks
+        self.output = output
+        self.pool_type = visual.pool_type
+        # only the constants of ln_post: its parameters belong to the tail, which trains them
+        self.norm_shape = tuple(getattr(visual.ln_post, "normalized_shape", ()))
+        self.norm_eps = getattr(visual.ln_post, "eps", 0.0)
         self.batch_first = getattr(visual.transformer, "batch_first", True)
 
     @property
@@ -109,6 +150,12 @@ class FrozenTrunk(nn.Module):
             x = block(x)
         if not self.batch_first:
             x = x.transpose(0, 1)
+        if self.output == "pooled":
+            return _global_pool(x, self.pool_type)
+        if self.output == "normalized-mean":
+            # ln_post without its affine, in float32 as open_clip's LayerNorm runs under autocast
+            normalized = nn.functional.layer_norm(x.float(), self.norm_shape, None, None, self.norm_eps)
+            return _global_pool(normalized, "avg")
         return x
 
     def train(self, mode: bool = True) -> "FrozenTrunk":
@@ -118,14 +165,16 @@ class FrozenTrunk(nn.Module):
 
 
 class VisionTail(nn.Module):
-    """The last blocks, ``ln_post``, pooling and ``proj``: tokens ``(N, L, W)`` -> embedding ``(N, D)``.
+    """The last blocks, ``ln_post``, pooling and ``proj``: tokens ``(N, L, W)`` -> embedding ``(N, D)``;
+    with no blocks and a pooled trunk output ``(N, W)``, only ``ln_post`` (or its affine) and ``proj``.
 
     Args:
         visual: the open_clip ``VisionTransformer`` (its modules are shared, not copied).
         unlocked_blocks: how many trailing blocks belong to the tail.
+        output: what the trunk hands over, from :func:`trunk_output`.
     """
 
-    def __init__(self, visual: nn.Module, unlocked_blocks: int):
+    def __init__(self, visual: nn.Module, unlocked_blocks: int, output: str = "tokens"):
         super().__init__()
         layers = len(visual.transformer.resblocks)
         self.blocks = nn.ModuleList(list(visual.transformer.resblocks)[layers - unlocked_blocks :])
@@ -135,8 +184,18 @@ class VisionTail(nn.Module):
         self.final_ln_after_pool = bool(getattr(visual, "final_ln_after_pool", False))
         self.batch_first = getattr(visual.transformer, "batch_first", True)
         self.grad_checkpointing = False
+        self.input = output
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.input == "pooled":
+            return self.ln_post(tokens) @ self.proj
+        if self.input == "normalized-mean":
+            pooled = tokens
+            if self.ln_post.weight is not None:
+                pooled = pooled * self.ln_post.weight
+            if self.ln_post.bias is not None:
+                pooled = pooled + self.ln_post.bias
+            return pooled @ self.proj
         x = tokens if self.batch_first else tokens.transpose(0, 1)
         for block in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
@@ -147,13 +206,15 @@ class VisionTail(nn.Module):
             x = x.transpose(0, 1)
         # Same order as VisionTransformer._pool for towers without an attention pooler.
         if self.final_ln_after_pool:
-            pooled = self.ln_post(self._global_pool(x))
+            pooled = self.ln_post(_global_pool(x, self.pool_type))
         else:
-            pooled = self._global_pool(self.ln_post(x))
+            pooled = _global_pool(self.ln_post(x), self.pool_type)
         return pooled @ self.proj
 
-    def _global_pool(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, 1:].mean(dim=1) if self.pool_type == "avg" else x[:, 0]
+
+def _global_pool(x: torch.Tensor, pool_type: str) -> torch.Tensor:
+    """open_clip's ``VisionTransformer._global_pool`` (its pooled half): patch mean or class token."""
+    return x[:, 1:].mean(dim=1) if pool_type == "avg" else x[:, 0]
 
 
 class FinetuneModel(nn.Module):
@@ -191,10 +252,10 @@ def split_tower(model: nn.Module, unlocked_blocks: int) -> tuple[FrozenTrunk, Vi
         raise LmmclfError(
             f"--unlocked-blocks must be between 0 and {layers} (the tower's number of blocks); got {unlocked_blocks}."
         )
-    split = SplitPoint(layers=layers, unlocked_blocks=unlocked_blocks)
+    split = SplitPoint(layers=layers, unlocked_blocks=unlocked_blocks, output=trunk_output(visual, unlocked_blocks))
     for param in model.parameters():
         param.requires_grad_(False)
-    tail = VisionTail(visual, unlocked_blocks)
+    tail = VisionTail(visual, unlocked_blocks, split.output)
     for param in tail.parameters():
         param.requires_grad_(True)
-    return FrozenTrunk(visual, split.frozen_blocks), tail, split
+    return FrozenTrunk(visual, split.frozen_blocks, split.output), tail, split

@@ -1,15 +1,18 @@
-"""The frozen-trunk artifact: the trunk's output tokens of every image, computed once.
+"""The frozen-trunk artifact: the trunk's output of every image, computed once.
 
 With only the last block(s) trainable, the frozen trunk maps each image to the same tokens
 in every epoch. They are computed once into the ``trunk`` stage and every epoch then runs
 the tail only. Size: tokens x width x bytes per image (ViT-L/14 at 224 px, float16:
 257 x 1024 x 2 = 526 KB per image, about 7 GB for UCF-101's 13,320 images); the whole
-array is read into host memory for training.
+array is read into host memory for training. With no block unlocked the trunk pools too
+and the artifact holds what the tail reads, one vector of width floats per image
+(ViT-L/14, float16: 2 KB per image, 27 MB for UCF-101); see
+:func:`lmmclf.finetune.tail.trunk_output`.
 
-Layout: ``tokens`` (N, L, W) in ``dtype``, training images first then test images, each in
-dataset index order; ``ids`` (N,), ``labels`` (N,) int64, ``splits`` (N,). Keyed by the CLIP
-identity, the dataset, the split point, the preprocessing, the storage dtype and the
-precision the trunk ran in.
+Layout: ``tokens`` (N, L, W), or (N, W) when pooled, in ``dtype``, training images first then
+test images, each in dataset index order; ``ids`` (N,), ``labels`` (N,) int64, ``splits`` (N,).
+Keyed by the CLIP identity, the dataset, the split point (with what the trunk outputs when it
+pools), the preprocessing, the storage dtype and the precision the trunk ran in.
 
 The disk the artifact needs is claimed before HDF5 writes it (:mod:`.space`): a full disk is
 one sentence naming the directory, where HDF5 itself would crash the process.
@@ -59,8 +62,16 @@ def ordered_items(dataset) -> list:
     return dataset.split("train") + dataset.split("test")
 
 
-def bytes_per_image(tokens: int, width: int, dtype: str) -> int:
-    return tokens * width * np.dtype(dtype).itemsize
+def bytes_per_image(shape: tuple, dtype: str) -> int:
+    """Bytes of one image's trunk output of ``shape`` (``(L, W)`` tokens, or ``(W,)`` pooled)."""
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def rows_per_chunk(shape: tuple, dtype: str) -> int:
+    """HDF5 chunk height: about 1 MB per chunk. One image of tokens (526 KB for ViT-L) is a
+    chunk by itself; pooled vectors (2 KB) are grouped, or a dataset would have a chunk, an
+    index entry and a read per image."""
+    return max(1, min(shape[0], (1 << 20) // max(1, bytes_per_image(shape[1:], dtype))))
 
 
 def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, preprocess, device, autocast: Callable,
@@ -106,11 +117,12 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
                     shape = (len(items), *out.shape[1:])
                     _announce(shape, dtype, show_progress)
                     # before HDF5 writes anything: a write that fails for lack of space crashes it
-                    reserved = _claim_space(handle.filename, items, shape, dtype)
+                    reserved = _claim_space(handle.filename, items, shape, dtype, rows_per_chunk(shape, dtype))
                     handle.create_dataset("ids", data=[item.id for item in items], dtype=_str_dtype())
                     handle.create_dataset("labels", data=np.array([item.label for item in items], dtype=np.int64))
                     handle.create_dataset("splits", data=[item.split for item in items], dtype=_str_dtype())
-                    tokens = handle.create_dataset("tokens", shape=shape, dtype=dtype, chunks=(1, *out.shape[1:]))
+                    chunks = (rows_per_chunk(shape, dtype), *out.shape[1:])
+                    tokens = handle.create_dataset("tokens", shape=shape, dtype=dtype, chunks=chunks)
                 tokens[row : row + len(out)] = out
                 row += len(out)
                 bar.advance(task, len(out))
@@ -131,7 +143,7 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
 
 
 def load_trunk_cache(store: ArtifactStore, key: str, dataset):
-    """The cached tokens as host tensors: ``(train_tokens, train_labels, test_tokens, test_labels)``.
+    """The cached trunk outputs as host tensors: ``(train_tokens, train_labels, test_tokens, test_labels)``.
 
     Raises:
         CorruptArtifactError: the rows do not match the dataset's items (never expected: the
@@ -156,9 +168,10 @@ def load_trunk_cache(store: ArtifactStore, key: str, dataset):
     return train, labels[:n_train], test, labels[n_train:]
 
 
-def _claim_space(filename: str, items: list, shape: tuple, dtype: str) -> int:
+def _claim_space(filename: str, items: list, shape: tuple, dtype: str, chunk_rows: int = 1) -> int:
     """Reserve the disk the artifact needs (tokens, ids, labels, index, headroom); return the bytes claimed."""
-    nbytes = shape[0] * bytes_per_image(shape[1], shape[2], dtype)
+    rows = -(-shape[0] // chunk_rows) * chunk_rows  # HDF5 allocates the last chunk whole
+    nbytes = rows * bytes_per_image(shape[1:], dtype)
     # per item: the chunk index entry, two variable-length strings and a label; then fixed headroom
     nbytes += sum(256 + len(item.id.encode()) + len(item.split.encode()) for item in items) + _SLACK
     try:
@@ -171,9 +184,10 @@ def _claim_space(filename: str, items: list, shape: tuple, dtype: str) -> int:
 def _announce(shape: tuple, dtype: str, show: bool) -> None:
     if not show:
         return
-    per_image = bytes_per_image(shape[1], shape[2], dtype)
+    per_image = bytes_per_image(shape[1:], dtype)
+    what = f"{shape[1]} tokens x {shape[2]} width" if len(shape) == 3 else f"{shape[1]} pooled values"
     console.print(
-        f"Trunk cache: {shape[0]} images x {shape[1]} tokens x {shape[2]} width in {dtype} "
+        f"Trunk cache: {shape[0]} images x {what} in {dtype} "
         f"= {_size(per_image)} per image, {_size(per_image * shape[0])} on disk and in memory."
     )
 

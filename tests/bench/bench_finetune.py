@@ -4,11 +4,15 @@ Default (CPU, a few seconds): the tiny 12-block open_clip ViT of the tests, one 
 block (``--unlocked-blocks 1``), the same images, the same order, side by side in one run.
 Target: the cached epoch is at least 5x faster. Prints both times and the ratio.
 
+``--unlocked-blocks 0`` (paper 2's narrow reading: only ln_post, proj and the head train): the
+trunk pools, so its cache holds one vector of width floats per image, and a cached epoch runs
+two small matrix products per batch; the full forward still runs all 12 blocks per image.
+
 ``--gpu-vit-l`` (for a GPU): ViT-L-14 (QuickGELU) with random weights at 224 px, bf16, and
 prints images/s per epoch for the full forward and for the trunk cache, plus the one-time
 cost of building the cache and its size per image.
 
-Run: ``python tests/bench/bench_finetune.py [--gpu-vit-l] [--train N] [--epochs E]``.
+Run: ``python tests/bench/bench_finetune.py [--gpu-vit-l] [--unlocked-blocks N] [--train N] [--epochs E]``.
 An epoch here is what ``Trainer.fit`` does per epoch: train, evaluate on the test split,
 save the checkpoint.
 """
@@ -90,7 +94,6 @@ def compare(clip_model, preprocess, identity: dict, dataset, store, device, prec
     tensors = load_trunk_cache(store, key, dataset)
     build = time.perf_counter() - start
     cached = CachedTokens(*tensors, device=device)
-    tokens, width = tensors[0].shape[1:]
 
     train, test = dataset.split("train"), dataset.split("test")
     labels = lambda items: torch.tensor([i.label for i in items])  # noqa: E731
@@ -108,7 +111,8 @@ def compare(clip_model, preprocess, identity: dict, dataset, store, device, prec
         "steady": steady,
         "ratio": steady["full forward"] / steady["trunk cache"],
         "build_seconds": build,
-        "bytes_per_image": bytes_per_image(tokens, width, trunk_dtype),
+        "bytes_per_image": bytes_per_image(tuple(tensors[0].shape[1:]), trunk_dtype),
+        "cached_shape": tuple(tensors[0].shape[1:]),
         "images": len(train) + len(test),
         "train_images": len(train),
         "split": split,
@@ -121,7 +125,9 @@ def report(title: str, result: dict) -> None:
     for name, seconds in result["steady"].items():
         print(f"  {name:13s} {seconds:8.3f} s/epoch  {n / seconds:9.1f} images/s (train+test)  (epochs: "
               + ", ".join(f"{t:.3f}" for t in result["epochs"][name]) + ")")
-    print(f"  trunk cache built once in {result['build_seconds']:.2f} s, {result['bytes_per_image'] / 1e3:.1f} KB per image")
+    what = "pooled token" if len(result["cached_shape"]) == 1 else "tokens"
+    print(f"  trunk cache built once in {result['build_seconds']:.2f} s, {result['bytes_per_image'] / 1e3:.2f} KB per image "
+          f"({what}, {' x '.join(map(str, result['cached_shape']))})")
     print(f"  speed-up per epoch (full forward / trunk cache): {result['ratio']:.1f}x")
 
 
