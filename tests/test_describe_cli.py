@@ -47,6 +47,7 @@ def test_openai_backend_end_to_end(runner, pets, store):
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)
         assert summary["described"] == 5 and summary["failed"] == 0 and len(server.requests) == 5
+        assert "images selected" not in result.stderr  # with --json the summary is on stdout only, as in other stages
         again = json.loads(runner.invoke(app, args).stdout)
         assert again["skipped"] == 5 and len(server.requests) == 5  # cached
     # a later stage finds the artifact by computing the same key from the same config

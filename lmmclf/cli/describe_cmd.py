@@ -64,7 +64,8 @@ def describe(
     )
     shard_range = parse_shard(shard)
     index = load_dataset(cfg, store)
-    summary = run_describe(cfg, index, store, shard=shard_range, retry_command=same_command(ctx), force=force)
+    summary = run_describe(cfg, index, store, shard=shard_range, retry_command=same_command(ctx), force=force,
+                           show_summary=not json_output)
     if json_output:
         print_json(summary.to_dict())
     problem = nothing_usable(summary)

@@ -84,7 +84,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, backend: Backend | None = None,
-                 show_progress: bool = True, retry_command: str | None = None, force: bool = False) -> DescribeSummary:
+                 show_progress: bool = True, retry_command: str | None = None, force: bool = False,
+                 show_summary: bool | None = None) -> DescribeSummary:
     """Describe the selected items of ``dataset``, resuming from journals; write the artifact when complete.
 
     A second process with the same key and shard waits for the first (``store.working``) and
@@ -97,6 +98,8 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
         shard: (I, N) to describe only items I, I+N, I+2N... of the selection.
         backend: a ready backend (benchmarks, tests); built from the config when None.
         show_progress: draw the progress bar and the summary table.
+        show_summary: print the summary table (default: as ``show_progress``); off with ``--json``, whose
+            summary goes to stdout, so describe is as quiet on stderr as the other stages.
         retry_command: the command line that reruns this one (named in the failure hints).
         force: describe again the images the finished artifact already holds (this run's share). What
             this key's journals hold is kept, so an interrupted forced run resumes when run again with
@@ -124,7 +127,9 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
     # the whole run holds the activity lock: a twin waits here, then reads what the first one wrote
     with store.working(STAGE, spec.key, name, on_wait=waiting):
         _run(store, spec, items, shard, journal, section, backend, summary, show_progress, force)
-    if show_progress:
+    if show_summary is None:
+        show_summary = show_progress
+    if show_summary:
         print_summary(summary)
     return summary
 
