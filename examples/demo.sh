@@ -21,4 +21,5 @@ lmmclf -c "$cfg" finetune --alpha 0
 lmmclf -c "$cfg" finetune --alpha 0.01
 lmmclf -c "$cfg" eval --method all --compare concat,image
 lmmclf cache ls
+lmmclf -c "$cfg" predict "$out/data/test" --method concat --top-k 2   # use what you trained on images
 echo "Demo finished: results in $out/results (a plumbing demo: random models, meaningless accuracy)."

@@ -6,3 +6,15 @@ that need them, so that ``import lmmclf`` and ``lmmclf --help`` stay fast.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``lmmclf.load_classifier``, imported on first use (``import lmmclf`` stays light)."""
+    if name == "load_classifier":
+        from lmmclf.predict import load_classifier
+
+        return load_classifier
+    raise AttributeError(f"module 'lmmclf' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "load_classifier"]

@@ -104,6 +104,8 @@ class DescribeSection:
     retry_backoff: float = runtime(1.0, backend=True)  # openai backend: seconds before the first retry; doubles per retry (jittered, cap 60 s)
     image_max_side: int = keyed(0, backend=True)  # openai backend: downscale longer side before upload; 0 = send as is
     compile: bool = runtime(False, backend=True)  # hf backend, CUDA only: static KV cache + torch.compile (CUDA graphs) for decoding; eager decoding is launch-bound
+    minigpt4_vision: str = keyed("Salesforce/blip2-flan-t5-xxl", via="model identity", backend=True)  # minigpt4 backend: the BLIP-2 checkpoint whose ViT, Q-Former and query tokens MiniGPT-4 uses (hub id or folder)
+    minigpt4_projection: Optional[str] = keyed(None, via="model identity", backend=True)  # minigpt4 backend: MiniGPT-4's pretrained_minigpt4.pth (llama_proj): a file or hf://org/repo/file
 
 
 @dataclass

@@ -37,6 +37,7 @@ def prepare_demo(out_dir: str | Path, n_train: int = 12, n_test: int = 6, epochs
         epochs: epochs for probe and finetune (the papers' 500 and 100 would only waste time here).
     """
     from lmmclf.testing.layouts import make_imagefolder
+    from lmmclf.testing.teach import teach_numbered_lists
     from lmmclf.testing.tiny_clip import make_tiny_clip
     from lmmclf.testing.tiny_lmm import make_tiny_llava
 
@@ -47,11 +48,12 @@ def prepare_demo(out_dir: str | Path, n_train: int = 12, n_test: int = 6, epochs
     lmm = out / "models" / "tiny-llava"
     if not (lmm / "config.json").exists():
         make_tiny_llava(lmm, hidden=64, layers=2, image_size=32, patch=8, seed=0)
+        teach_numbered_lists(lmm)  # a random LMM writes no list: a few seconds of training make it answer in one
     clip = make_tiny_clip(out / "models" / "tiny-clip", seed=0)
     config = {
         "dataset": {"name": "demo", "type": "imagefolder", "root": str(data)},
         "describe": {"backend": "hf", "model": str(lmm), "quantize": "none", "device": "cpu", "batch_size": 8,
-                     "max_new_tokens": 24, "num_descriptions": 10},
+                     "max_new_tokens": 40, "num_descriptions": 10},
         "embed": {"clip_model": clip, "clip_pretrained": None, "device": "cpu", "batch_size": 32, "num_workers": 0},
         "probe": {"epochs": epochs, "lr": 0.01, "seeds": [0, 1], "device": "cpu"},
         "finetune": {"epochs": max(2, epochs // 4), "batch_size": 16, "lr": 1e-3, "seeds": [0], "device": "cpu", "num_workers": 0},

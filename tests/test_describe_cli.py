@@ -21,8 +21,8 @@ from lmmclf.journal import Journal
 from lmmclf.store import ArtifactStore
 from lmmclf.testing.layouts import make_imagefolder
 from lmmclf.testing.openai_server import FakeOpenAIServer
+from lmmclf.testing.teach import teach_numbered_lists
 from lmmclf.testing.tiny_lmm import make_tiny_llava
-
 
 LAYOUT = ("ids", "descriptions", "num_descriptions", "raw", "generated_tokens", "ok", "errors")
 
@@ -73,8 +73,8 @@ def test_user_errors_are_one_sentence(runner, pets):
 def test_sigkilled_run_resumes_to_the_uninterrupted_artifact(runner, pets, tmp_path, isolated_user_dirs):
     """A subprocess is killed with SIGKILL mid-run; the rerun skips the journaled images and
     the result equals an uninterrupted run's artifact, with no image generated twice."""
-    model = make_tiny_llava(tmp_path / "tiny-llava")
-    flags = ["--model", str(model), "--batch-size", "2", "--max-new-tokens", "32", "--quantize", "none", "--device", "cpu",
+    model = teach_numbered_lists(make_tiny_llava(tmp_path / "tiny-llava"))
+    flags = ["--model", str(model), "--batch-size", "2", "--max-new-tokens", "40", "--quantize", "none", "--device", "cpu",
              "--split", "train"]
     cache = isolated_user_dirs["cache"]
     total = 12

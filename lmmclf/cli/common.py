@@ -37,7 +37,7 @@ def state(ctx: typer.Context) -> CliState:
 
 
 # Commands that write artifacts: on a read-only or full cache they fail before any work, in one sentence.
-WRITING_COMMANDS = {"describe", "embed", "prototypes", "probe", "finetune", "demo"}
+WRITING_COMMANDS = {"describe", "embed", "prototypes", "probe", "finetune", "demo", "predict"}
 
 
 CONFIG_ENV = "LMMCLF_CONFIG"  # the config file used when -c is absent: set once for a shell script

@@ -20,7 +20,7 @@ def describe(
     dataset: DatasetArg = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Which images: train, test or all.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first N images of the split (to try things out).")] = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", help="hf (local transformers model) or openai (an OpenAI-compatible server).")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="hf (local transformers model), openai (an OpenAI-compatible server) or minigpt4 (MiniGPT-4 from its parts).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="hf: hub id or local folder; openai: the served model name.")] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision (pin a commit for exact reproducibility).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto, float16, bfloat16 or float32 (auto: float16 on GPU, float32 on CPU).")] = None,
@@ -39,6 +39,8 @@ def describe(
     base_url: Annotated[Optional[str], typer.Option("--base-url", help="openai backend: the server's /v1 URL.")] = None,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="openai backend: requests in flight.")] = None,
     compile_decoding: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="hf backend on CUDA: static KV cache + torch.compile for the decode loop (compiles once per batch shape).")] = None,
+    minigpt4_vision: Annotated[Optional[str], typer.Option("--minigpt4-vision", help="minigpt4 backend: BLIP-2 checkpoint (hub id or folder) whose ViT, Q-Former and query tokens it uses (default Salesforce/blip2-flan-t5-xxl).")] = None,
+    minigpt4_projection: Annotated[Optional[str], typer.Option("--minigpt4-projection", help="minigpt4 backend: MiniGPT-4's pretrained_minigpt4.pth (a file, or hf://org/repo/file).")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: describe only items I, I+N, ... (0 <= I < N); run N of these anywhere sharing the cache.")] = None,
     force: ForceOpt = False,
     json_output: JsonOpt = False,
@@ -60,7 +62,7 @@ def describe(
         quantize=quantize, batch_size=batch_size, device=device, prompt=prompt, prompt_preset=prompt_preset,
         num_descriptions=num_descriptions, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         sample=sample, temperature=temperature, top_p=top_p, seed=seed, base_url=base_url, concurrency=concurrency,
-        compile=compile_decoding,
+        compile=compile_decoding, minigpt4_vision=minigpt4_vision, minigpt4_projection=minigpt4_projection,
     )
     shard_range = parse_shard(shard)
     index = load_dataset(cfg, store)

@@ -4,7 +4,8 @@ Key (:func:`describe_spec`): the dataset identity plus the described subset (spl
 the backend, the model identity (hub id + revision or a hash of a local folder for ``hf``; the
 served model name for ``openai``), dtype and quantization as configured (``hf``), the prompt
 text, K, every decoding parameter that acts (temperature, top-p and seed only when sampling),
-and the parser version. Not in the key: device, batch size, concurrency, shard, URL, API key. Which describe fields
+and ``parser_version`` frozen at 1 (:data:`~lmmclf.describe.parse.KEY_PARSER_VERSION`: a parser
+change takes effect by re-parsing the stored raw answers, never by describing again). Not in the key: device, batch size, concurrency, shard, URL, API key. Which describe fields
 enter is declared next to their defaults (``lmmclf.config``); backend options (dtype,
 quantization, image size...) enter only for a backend that reads them (``Backend.reads``).
 
@@ -18,7 +19,11 @@ HDF5 layout (stage ``describe``)::
     ok                (N,)   bool; False rows failed (their reason in ``errors``) and are
                              retried by the next ``lmmclf describe`` with the same key
     errors            (N,)   utf-8 str, "" when ok
-    attrs: num_descriptions_requested = K, prompt, backend, model, parser_version, resolved_*
+    truncated         (N,)   bool; the answer hit max_new_tokens (its cut last item dropped).
+                             Absent in artifacts written before it: read as all False.
+    attrs: num_descriptions_requested = K, prompt, backend, model, resolved_*, and
+           parser_version: the parser that made ``descriptions`` (readers re-parse ``raw``
+           when it is older than :data:`~lmmclf.describe.parse.PARSER_VERSION`)
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, Iterable
 from rich.markup import escape
 
 from lmmclf.describe.backends.base import Answer, backend_class, unread_options
-from lmmclf.describe.parse import PARSER_VERSION, parse_descriptions
+from lmmclf.describe.parse import KEY_PARSER_VERSION, PARSER_VERSION, parse_answer
 from lmmclf.describe.prompts import resolve_prompt
 from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.filehash import FileHashCache
@@ -63,7 +68,7 @@ def describe_spec(cfg, dataset, store) -> KeySpec:
         **key_params(cfg, STAGE, reads=backend.reads),
         "prompt": resolve_prompt(section.prompt, section.prompt_preset, section.num_descriptions),
         "limit": effective_limit(dataset, section.split, section.limit),
-        "parser_version": PARSER_VERSION,
+        "parser_version": KEY_PARSER_VERSION,  # frozen: parsing happens again on read, not by describing again
         **backend_params,
     }
     return KeySpec(stage=STAGE, version=STAGE_VERSION, dataset=dataset.identity(), model=model, params=params)
@@ -107,30 +112,39 @@ def select_items(dataset, split: str, limit: int | None) -> list:
 
 
 def answer_record(answer: Answer, k: int) -> dict[str, Any]:
-    """The journal record of one answer (descriptions parsed now; an empty answer is a failure).
+    """The journal record of one answer (descriptions parsed now; an answer with none is a failure).
 
     NUL characters are dropped from the text: HDF5 strings cannot hold them. An answer of the
     wrong shape (text not a string, a token count that is not a small integer) becomes that
-    image's failure, so a backend's surprise never ends the run.
+    image's failure, so a backend's surprise never ends the run. A refusal, an answer with no
+    list, or one cut before its first complete item is a failure with its reason (its raw text kept).
     """
     tokens = _count(answer.generated_tokens)
     retries = _count(answer.retries)
+    truncated = answer.truncated is True
     error = answer.error if isinstance(answer.error, str) else repr(answer.error)
     if not error and answer.text is not None and not isinstance(answer.text, str):
         error = f"the answer is not text ({type(answer.text).__name__})"
     text = answer.text.replace("\x00", "") if isinstance(answer.text, str) else ""
     if not error and not text.strip():
         error = "empty answer"
+    base = {"id": answer.id, "generated_tokens": tokens, "retries": retries, "truncated": truncated}
     if error:
-        return {"id": answer.id, "ok": False, "error": error, "retries": retries, "generated_tokens": tokens}
-    return {
-        "id": answer.id,
-        "ok": True,
-        "raw": text,
-        "descriptions": parse_descriptions(text, k),
-        "generated_tokens": tokens,
-        "retries": retries,
-    }
+        return {**base, "ok": False, "error": error, "systemic": answer.systemic is True}
+    return parsed_record({**base, "ok": True, "raw": text}, k)
+
+
+def parsed_record(record: dict[str, Any], k: int) -> dict[str, Any]:
+    """``record`` (one with a ``raw`` answer) with its descriptions parsed by the current parser.
+
+    A raw answer that holds no usable list makes the record a failure with the parser's reason.
+    Used for new answers and, when the artifact is written, for rows parsed by an older parser.
+    """
+    parsed = parse_answer(record["raw"], k, truncated=bool(record.get("truncated")))
+    out = {key: value for key, value in record.items() if key not in ("descriptions", "error")}
+    if parsed.error:
+        return {**out, "ok": False, "error": parsed.error}
+    return {**out, "ok": True, "descriptions": parsed.descriptions}
 
 
 _INT32_MAX = 2**31 - 1
@@ -157,7 +171,7 @@ def valid_record(record: Any) -> dict[str, Any] | None:
     if not isinstance(item_id, str) or not item_id or not isinstance(ok, bool):
         return None
     clean: dict[str, Any] = {"id": item_id, "ok": ok, "generated_tokens": _count(record.get("generated_tokens")),
-                             "retries": _count(record.get("retries"))}
+                             "retries": _count(record.get("retries")), "truncated": record.get("truncated") is True}
     if ok:
         raw, descriptions = record.get("raw"), record.get("descriptions")
         if not isinstance(raw, str) or not isinstance(descriptions, list) or not all(isinstance(d, str) for d in descriptions):
@@ -166,6 +180,8 @@ def valid_record(record: Any) -> dict[str, Any] | None:
     else:
         error = record.get("error")
         clean["error"] = error if isinstance(error, str) and error else "failed (no reason recorded)"
+        if isinstance(record.get("raw"), str):  # a refused or list-less answer keeps its text, to read why
+            clean["raw"] = record["raw"]
     return clean
 
 
@@ -193,6 +209,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         CorruptArtifactError: a dataset of the layout is missing or has the wrong shape.
     """
     import h5py
+    import numpy as np
 
     rows = []
     fix = f"`{command(STAGE)}` with the same options recomputes it"
@@ -208,19 +225,22 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             counts = handle["num_descriptions"][...]
             tokens = handle["generated_tokens"][...]
             errors = handle["errors"].asstr()[...]
+            # written before truncation was recorded: nothing was known to be cut
+            truncated = handle["truncated"][...] if isinstance(handle.get("truncated"), h5py.Dataset) else np.zeros(len(ids), bool)
     except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CorruptArtifactError(f"{path} is damaged ({str(exc).rstrip('.') or type(exc).__name__}); {fix}.") from exc
     n = len(ids) if ids.ndim == 1 else -1
-    if n < 0 or descriptions.ndim != 2 or any(a.shape != (n,) for a in (ok, raw, counts, tokens, errors)) or len(descriptions) != n:
+    if n < 0 or descriptions.ndim != 2 or any(a.shape != (n,) for a in (ok, raw, counts, tokens, errors, truncated)) or len(descriptions) != n:
         raise CorruptArtifactError(f"{path} is damaged (its datasets disagree in shape); {fix}.")
     for i, item_id in enumerate(ids):
         if ok[i]:
             rows.append({
                 "id": item_id, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: max(int(counts[i]), 0)]),
-                "generated_tokens": int(tokens[i]),
+                "generated_tokens": int(tokens[i]), "truncated": bool(truncated[i]),
             })
         else:
-            rows.append({"id": item_id, "ok": False, "error": errors[i], "generated_tokens": int(tokens[i])})
+            rows.append({"id": item_id, "ok": False, "error": errors[i], "generated_tokens": int(tokens[i]),
+                         "truncated": bool(truncated[i]), **({"raw": raw[i]} if raw[i] else {})})
     return rows
 
 
@@ -238,7 +258,8 @@ def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k
     import numpy as np
 
     text = h5py.string_dtype("utf-8")
-    rows = [records[item_id] for item_id in ids]
+    # rows from an artifact parsed by an older parser are parsed again from their raw answers (milliseconds)
+    rows = [parsed_record(records[item_id], k) if records[item_id].get("ok") else records[item_id] for item_id in ids]
     table = np.full((len(ids), k), "", dtype=object)
     for i, row in enumerate(rows):
         for j, description in enumerate((row.get("descriptions") or [])[:k]):
@@ -250,7 +271,9 @@ def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k
     handle.create_dataset("generated_tokens", data=np.array([int(r.get("generated_tokens") or 0) for r in rows], dtype=np.int32))
     handle.create_dataset("ok", data=np.array([bool(r.get("ok")) for r in rows], dtype=bool))
     handle.create_dataset("errors", data=np.array([_hdf5_text(r.get("error", "")) if not r.get("ok") else "" for r in rows], dtype=object), dtype=text)
+    handle.create_dataset("truncated", data=np.array([bool(r.get("truncated")) for r in rows], dtype=bool))
     handle.attrs["num_descriptions_requested"] = int(k)
+    handle.attrs["parser_version"] = PARSER_VERSION  # what made ``descriptions`` (the writer re-parses every row)
     for name, value in attrs.items():
         handle.attrs[name] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
     return len(ids)

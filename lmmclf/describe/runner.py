@@ -13,6 +13,7 @@ Never lose work:
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,9 @@ from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.journal import Journal
 
 FAILURES_SHOWN = 5
+# A run whose first answers are this many systemic failures of one kind (a request field the server
+# rejects, the same server error for every image) stops: every other image would fail the same way.
+STOP_AFTER = 3
 
 
 @dataclass
@@ -61,6 +65,10 @@ class DescribeSummary:
     common_failure: str = ""  # an example of this run's most frequent failure reason
     common_failure_count: int = 0  # how many of this run's failures share that reason
     retry_command: str | None = None  # the command line that reruns this one
+    max_new_tokens: int = 0  # the token budget of this run (named in the hint for cut answers)
+    truncated: int = 0  # answers of this run cut by max_new_tokens (complete items kept, the cut one dropped)
+    stopped: str = ""  # why this run stopped early (systemic failures), "" when it did not
+    fix: list[str] = field(default_factory=list)  # command-line words that avoid the failure that stopped it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,7 +125,7 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
         raise LmmclfError(f"Dataset '{dataset.name}' has duplicate item ids; describe results are stored by id.")
     name = f"shard{shard[0]}of{shard[1]}" if shard else "main"
     journal = Journal(store.partial_path(STAGE, spec.key, f"{name}.jsonl"))
-    summary = DescribeSummary(key=spec.key, total=len(items), retry_command=retry_command)
+    summary = DescribeSummary(key=spec.key, total=len(items), retry_command=retry_command, max_new_tokens=section.max_new_tokens)
 
     def waiting() -> None:
         what = f"shard {shard[0]}/{shard[1]} of " if shard else ""
@@ -180,10 +188,20 @@ def nothing_usable(summary: DescribeSummary) -> str | None:
     A run counts as usable when at least one of its images (its shard's, with ``--shard``)
     has descriptions, from this run or an earlier one.
     """
+    retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
+    if summary.fix:  # the failure names the setting that avoids it: the retry carries the change
+        from lmmclf.stages import command
+
+        again = f"{summary.retry_command} {shlex.join(summary.fix)}" if summary.retry_command else command("describe", extra=summary.fix)
+        retry = f"`{again}`"
+    if summary.stopped:  # even when earlier runs left usable images: the settings are what is wrong
+        return f"{summary.stopped}; {'run' if summary.fix else 'fix the cause, then run'} {retry}."
     if summary.interrupted or summary.usable or not summary.assigned:
         return None
     reason = f", most often ({summary.common_failure_count} of them) with: {summary.common_failure.rstrip('.')}" if summary.common_failure else ""
-    retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
+    if summary.fix:
+        return (f"All {summary.assigned} images failed to be described{reason}; nothing usable was stored "
+                f"(failures are recorded and retried): run {retry}.")
     return (f"All {summary.assigned} images failed to be described{reason}; nothing usable was stored "
             f"(failures are recorded and retried): fix the cause, then run {retry} again.")
 
@@ -225,21 +243,31 @@ def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: D
     """Ask the backend about ``todo``, journaling each batch; ``reasons`` counts failures by kind (-> one example)."""
     from rich.progress import TextColumn
 
-    jobs = (Job(item.id, item.path) for item in todo)
+    asked = [0]  # jobs handed to the backend so far: a stop saves only the ones not yet asked
+
+    def jobs():
+        for item in todo:
+            asked[0] += 1
+            yield Job(item.id, item.path)
+
     started = time.perf_counter()
     bar = progress(TextColumn("[magenta]{task.fields[tokens]}"))
     if not show_progress:
         bar.disable = True
     with bar:
         task = bar.add_task("describe", total=len(todo), tokens="")
-        for answers in backend.stream(jobs):
+        streak: list[str] | None = []  # kinds of the systemic failures this run began with; None after a success
+        stream = backend.stream(jobs())
+        for answers in stream:
             records = [answer_record(answer, k) for answer in answers]
             journal.append(records)  # durable before anything else happens
-            for record in records:
+            for answer, record in zip(answers, records):
                 summary.tokens += int(record.get("generated_tokens") or 0)
                 summary.retries += int(record.get("retries") or 0)
+                summary.truncated += bool(record.get("truncated"))
                 if record["ok"]:
                     summary.described += 1
+                    streak = None  # the settings work: later failures are the images' own
                 else:
                     summary.failed += 1
                     kind = _failure_kind(record["error"])
@@ -247,9 +275,19 @@ def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: D
                     reasons[kind] = (example, count + 1)
                     if len(summary.failure_examples) < FAILURES_SHOWN:
                         summary.failure_examples.append(f"{record['id']}: {record['error']}")
+                    if streak is not None and record.get("systemic"):  # an image's own failure neither counts nor resets
+                        streak.append(kind)
+                        if len(streak) >= STOP_AFTER and len(set(streak[-STOP_AFTER:])) == 1:
+                            summary.fix = list(answer.fix)
+                            if asked[0] < len(todo):  # images not asked yet would fail the same way
+                                summary.stopped = (f"Stopped after the first {len(streak)} images failed alike, as the other "
+                                                   f"{len(todo) - asked[0]} would: {record['error'].rstrip('.')}")
             elapsed = max(time.perf_counter() - started, 1e-9)
             bar.update(task, tokens=f"{summary.tokens / elapsed:.0f} tok/s")
             bar.advance(task, len(records))
+            if summary.stopped:
+                getattr(stream, "close", lambda: None)()  # cancels the requests not yet sent
+                return  # the images not asked stay without a record: the next run asks them
 
 
 def _failure_kind(error: str) -> str:
@@ -269,7 +307,6 @@ def _finish(store, spec, ids: list[str], section, resolved: dict[str, Any], summ
             "prompt": _prompt(section),
             "backend": section.backend,
             "model": section.model,
-            "parser_version": spec.params["parser_version"],
             **{f"resolved_{name}": value for name, value in resolved.items()},
         }
         with store.create(spec, items=len(ids)) as handle:
@@ -317,6 +354,8 @@ def print_summary(summary: DescribeSummary) -> None:
     ]
     if summary.retries:
         rows.append(("requests retried", str(summary.retries)))
+    if summary.truncated:
+        rows.append(("cut by max_new_tokens", f"{summary.truncated} (complete items kept, the cut last one dropped)"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -327,6 +366,12 @@ def print_summary(summary: DescribeSummary) -> None:
         for count, images in summary.count_distribution.items():
             spread.add_row(str(count), str(images))
         console.print(spread)
+    if summary.truncated:
+        from lmmclf.stages import command
+
+        console.print(f"[yellow]{summary.truncated} answers were cut by the token budget[/] (describe.max_new_tokens); "
+                      f"to keep every item, raise it, e.g. `{escape(command('describe', extra=['--max-new-tokens', str(2 * summary.max_new_tokens or 600)]))}`.",
+                      soft_wrap=True)
     if summary.remaining:
         console.print(f"{summary.remaining} images are still with other shards; the last shard to finish writes the artifact.")
     if summary.failures_total or summary.failed:

@@ -19,6 +19,7 @@ from lmmclf.clip import clip_identity
 from lmmclf.config import ExperimentConfig
 from lmmclf.datasets.base import DatasetIndex, Item
 from lmmclf.describe.artifact import effective_limit
+from lmmclf.describe.parse import PARSER_VERSION
 from lmmclf.filehash import FileHashCache
 from lmmclf.stages import key_params, version
 from lmmclf.store import ArtifactStore, KeySpec
@@ -97,6 +98,7 @@ def text_embed_spec(
         version=TEXT_VERSION,
         dataset=dataset.identity(),
         model=clip_model_identity(cfg, store),
-        params=key_params(cfg, TEXT_STAGE),
+        # the parser in effect: descriptions are re-parsed on read when the artifact's are older
+        params={**key_params(cfg, TEXT_STAGE), "parser_version": PARSER_VERSION},
         inputs={"describe": describe or describe_key(cfg, dataset, store)},
     )

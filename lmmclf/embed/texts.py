@@ -10,6 +10,10 @@ succeeded (``ok``), ``k < num_descriptions`` and the text is not empty. An image
 description keeps an all-False mask row and a zero pooled vector; methods that use text see a
 zero text feature for it (reported, and counted in their artifacts) so that every method is
 tested on the same images.
+
+Descriptions parsed by an older parser than this lmmclf's (the artifact's ``parser_version``
+attribute) are parsed again from the stored raw answers on read: a parser improvement reaches
+every describe artifact without describing again (docs/describe.md, "Parser versions").
 """
 
 from __future__ import annotations
@@ -55,6 +59,14 @@ def read_descriptions(handle: Any) -> Descriptions:
     for row, count, good in zip(table, counts, ok):
         chosen = [t for t in _strings(row[: int(count)]) if t.strip()] if good else []
         texts.append(chosen)
+    from lmmclf.describe.parse import needs_reparse, parse_answer
+
+    if needs_reparse(handle.attrs.get("parser_version")):
+        raw = _strings(handle["raw"][()])
+        cut = handle["truncated"][()] if "truncated" in handle else np.zeros(len(ids), dtype=bool)
+        k = int(handle.attrs.get("num_descriptions_requested", capacity))
+        # a row the current parser finds no list in (a refusal stored as a description) keeps none
+        texts = [parse_answer(raw[i], k, bool(cut[i])).descriptions if good else [] for i, good in enumerate(ok)]
     return Descriptions(ids=ids, texts=texts, capacity=capacity)
 
 

@@ -16,7 +16,14 @@ repeats the request's Authorization header, to prove lmmclf scrubs it), and the 
 - ``trickle``: a 200 whose headers come at once and whose body comes one byte every
   ``trickle_interval`` seconds; ``trickle_headers``: the status line and headers that way;
 - ``huge``: a valid 200 whose answer is ``huge_bytes`` long, sent without a Content-Length;
-- ``odd:<shape>``: a 200 of valid JSON in an unexpected shape, one of :data:`ODD_SHAPES`.
+- ``odd:<shape>``: a 200 of valid JSON in an unexpected shape, one of :data:`ODD_SHAPES`;
+- answers that are not lists, one of :data:`ANSWER_SHAPES` (``answer:<shape>``): a refusal,
+  an answer cut by ``max_tokens`` (``finish_reason: "length"``), one cut right after its
+  preamble, special tokens left in, a ``<think>`` block, a single sentence.
+
+``accepted_fields`` reproduces ``transformers serve`` (transformers 4.5x, recorded): a request
+with a field outside that set gets HTTP 422 ``{"detail": "Unexpected fields in the request:
+{'repetition_penalty'}"}``; :data:`TRANSFORMERS_SERVE_FIELDS` is the set it accepts.
 
 Faults come from a global ``script`` consumed in arrival order, and/or per image (by the
 sha256 of the image bytes) for its successive requests. The server is bounded: it stops by
@@ -68,6 +75,29 @@ ODD_SHAPES: dict[str, Any] = {
 }
 
 
+# the request fields `transformers serve` accepts for chat completions (others: 422); it logs, and
+# ignores, the sampling ones for some models, so a sampled request is not proof of a sampled answer
+TRANSFORMERS_SERVE_FIELDS = frozenset({"model", "messages", "max_tokens", "temperature", "top_p", "seed", "stream",
+                                       "stop", "n", "frequency_penalty", "presence_penalty", "logit_bias",
+                                       "response_format", "tools", "tool_choice", "user", "max_completion_tokens"})
+
+
+def _cut(text: str) -> str:
+    """``text`` cut in the middle of its last line, as a token budget cuts it."""
+    return text[: len(text) - 9]
+
+
+# ``answer:<name>`` faults: (answer text from the normal one, finish_reason)
+ANSWER_SHAPES: dict[str, Any] = {
+    "refusal": lambda text: ("I'm sorry, I can't help with that.", "stop"),
+    "length": lambda text: (_cut(text), "length"),
+    "preamble_only": lambda text: ("Sure! Here are 10 semantic descriptions of the image:\n\n1", "length"),
+    "special_tokens": lambda text: (text.replace("\n", "<|video_pad|>\n") + "<|im_end|>", "stop"),
+    "think": lambda text: ("<think>The user wants descriptions.\n1. not this\n2. nor this</think>\n" + text, "stop"),
+    "sentence": lambda text: ("A scene with some detail.", "stop"),
+}
+
+
 def answer_for(image_sha256: str, prompt: str, k: int = 10) -> str:
     """The deterministic answer for an image: a preamble and 3..k numbered descriptions."""
     count = 3 + int(image_sha256[:2], 16) % max(1, k - 2)
@@ -89,20 +119,22 @@ class FakeOpenAIServer:
         echo_status: the HTTP status of the ``echo_auth_at`` and ``echo_auth_forms`` answers.
         trickle_interval: seconds between two bytes of a ``trickle`` or ``trickle_headers`` answer.
         huge_bytes: the length of a ``huge`` answer's text.
+        accepted_fields: when set, requests with other fields get 422 as ``transformers serve`` does.
     """
 
     def __init__(self, script: Iterable[str] = (), per_image: dict[str, list[str]] | None = None,
                  slow_seconds: float = 2.0, lifetime: float = 120.0, max_requests: int = 10_000, k: int = 10,
                  echo_offset: int = 0, echo_status: int = 400, trickle_interval: float = 0.5,
-                 huge_bytes: int = 8 * 2**20):
+                 huge_bytes: int = 8 * 2**20, accepted_fields: Iterable[str] | None = None):
         for fault in [*script, *(f for faults in (per_image or {}).values() for f in faults)]:
-            if fault not in FAULTS and fault.removeprefix("odd:") not in ODD_SHAPES:
-                known = [*FAULTS, *(f"odd:{name}" for name in ODD_SHAPES)]
+            if fault not in FAULTS and fault.removeprefix("odd:") not in ODD_SHAPES and fault.removeprefix("answer:") not in ANSWER_SHAPES:
+                known = [*FAULTS, *(f"odd:{name}" for name in ODD_SHAPES), *(f"answer:{name}" for name in ANSWER_SHAPES)]
                 raise ValueError(f"unknown fault {fault!r} (known: {', '.join(known)})")
         self.echo_offset = echo_offset
         self.echo_status = echo_status
         self.trickle_interval = trickle_interval
         self.huge_bytes = huge_bytes
+        self.accepted_fields = frozenset(accepted_fields) if accepted_fields is not None else None
         self._lock = threading.Lock()
         self._script = list(script)
         self._per_image = {sha: list(faults) for sha, faults in (per_image or {}).items()}
@@ -185,10 +217,18 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             except (ValueError, KeyError, IndexError, StopIteration, TypeError):
                 return self._send(400, {"error": {"message": "malformed request"}})
             sha = image_sha256_of_data_url(url)
+            unexpected = sorted(set(request) - server.accepted_fields) if server.accepted_fields is not None else []
+            if unexpected:  # transformers serve validates fields before anything else
+                server.record({"image": sha, "fault": "422", "fields": sorted(request)})
+                return self._send(422, {"detail": f"Unexpected fields in the request: {set(unexpected)}"})
             fault = server.next_fault(sha)
             auth = self.headers.get("authorization", "")
             server.record({"image": sha, "fault": fault, "authorization": auth, "model": request.get("model"),
-                           "max_tokens": request.get("max_tokens"), "temperature": request.get("temperature")})
+                           "max_tokens": request.get("max_tokens"), "temperature": request.get("temperature"),
+                           "fields": sorted(request)})
+            if fault.startswith("answer:"):
+                text, finish = ANSWER_SHAPES[fault.removeprefix("answer:")](answer_for(sha, prompt, server.k))
+                return self._send(200, _with_choice(text, finish_reason=finish))
             if fault.startswith("odd:"):
                 return self._fault_odd(fault.removeprefix("odd:"), answer_for(sha, prompt, server.k))
             getattr(self, f"_fault_{fault}")(sha, prompt, request, auth)

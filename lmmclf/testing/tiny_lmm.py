@@ -102,6 +102,20 @@ def _finish(model, processor, directory: Path) -> Path:
     return directory
 
 
+def _finish_ids(model, processor, directory: Path, tokenizer, bos: str | None = "bos") -> Path:
+    """Save like :func:`_finish`, with the generation config's ids taken from ``tokenizer``.
+
+    Args:
+        bos: None for families without a BOS (Qwen, T5).
+    """
+    generation = model.generation_config
+    generation.bos_token_id = tokenizer.bos_token_id if bos else None
+    generation.eos_token_id, generation.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
 def make_tiny_llava(directory: str | Path, hidden: int = 32, layers: int = 2, image_size: int = 32, patch: int = 8, seed: int = 0) -> Path:
     """Write a tiny LLaVA-1.5-architecture model (CLIP ViT + MLP projector + LLaMA) to ``directory``.
 
@@ -174,14 +188,17 @@ def make_tiny_instructblip(directory: str | Path, hidden: int = 32, layers: int 
     )
     vision = InstructBlipVisionConfig(
         hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
-        image_size=image_size, patch_size=patch,
+        image_size=image_size, patch_size=patch, initializer_range=0.2,
     )
     qformer = InstructBlipQFormerConfig(
         vocab_size=len(qformer_tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=2 * hidden, encoder_hidden_size=hidden, max_position_embeddings=128, pad_token_id=0,
+        intermediate_size=2 * hidden, encoder_hidden_size=hidden, max_position_embeddings=128, pad_token_id=0, cross_attention_frequency=1,
+        initializer_range=0.2,
     )
+    # a wide init in every tower: with the default 0.02 the image barely reaches the language
+    # model and every image got the same answer, so a batch that swapped rows would pass
     config = InstructBlipConfig(
-        vision_config=vision.to_dict(), qformer_config=qformer.to_dict(),
+        vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), initializer_range=0.2,
         text_config=_llama_config(len(tokenizer), hidden, layers), num_query_tokens=query_tokens, image_token_index=IMAGE,
     )
     torch.manual_seed(seed)

@@ -48,6 +48,14 @@ class Answer:
         generated_tokens: tokens generated, up to and including end-of-sequence.
         error: why it failed ("" when it did not).
         retries: requests retried on the way (openai backend).
+        truncated: generation stopped at the token budget (``max_new_tokens``) before the model
+            ended its answer (openai: ``finish_reason: "length"``; hf: no end token), so the
+            last item is cut; the parser drops it.
+        systemic: the failure comes from the server or the settings, not from this image (a
+            rejected request field, the same server error for every image): the same request
+            fails alike for every image, so the run stops after the first few (runner).
+        fix: for a systemic failure, the command-line words that avoid it (e.g.
+            ``("--repetition-penalty", "1.0")``), added to the retry command the run prints.
     """
 
     id: str
@@ -55,6 +63,9 @@ class Answer:
     generated_tokens: int = 0
     error: str = ""
     retries: int = 0
+    truncated: bool = False
+    systemic: bool = False
+    fix: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -118,6 +129,7 @@ class Backend:
 BACKENDS: dict[str, str | type[Backend]] = {
     "hf": "lmmclf.describe.backends.hf:HFBackend",
     "openai": "lmmclf.describe.backends.openai:OpenAIBackend",
+    "minigpt4": "lmmclf.describe.backends.minigpt4:MiniGPT4Backend",
 }
 
 

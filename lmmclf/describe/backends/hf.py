@@ -3,9 +3,12 @@
 Loads any model ``AutoModelForImageTextToText`` knows (LLaVA-1.5, InstructBLIP, ...) from a
 hub id or a local folder, with ``AutoProcessor``. Batched generation pads on the LEFT (right
 padding gives garbage with LLaVA: LLaVA #1149, #1305): each image is encoded alone by the
-processor and the batch is assembled here, so that the language model's ids are left-padded
-and the Q-Former's (InstructBLIP) right-padded, which makes every row's output identical to a
-one-image-at-a-time run under greedy decoding (tested).
+processor and the batch is assembled by :mod:`hf_inputs` (ids left-padded, the Q-Former's
+right-padded, tiling processors' crop axis zero-padded; no second BOS), which makes every
+row's output identical to a one-image-at-a-time run under greedy decoding (tested per model
+family in tests/test_describe_families.py). Encoder-decoder language models (BLIP-2 and
+InstructBLIP on Flan-T5) return only new tokens from ``generate``; decoder-only ones return
+the prompt too.
 
 Choices (see docs/describe.md): ``--dtype auto`` = float16 on a GPU, float32 on the CPU;
 ``--quantize auto`` = the widest of fp16 / 8-bit / 4-bit that fits the GPU's free memory
@@ -17,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from lmmclf.describe.backends import hf_inputs
 from lmmclf.describe.backends.base import Answer, Backend, Job
 from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import LmmclfError
@@ -26,18 +30,6 @@ GiB = 1 << 30
 CPU_BATCH_SIZE = 8  # small and fixed: CPU throughput barely grows beyond this
 MAX_AUTO_BATCH = 64  # beyond this HF generate gains little and a failure loses more work
 _PROMPT_TOKENS = 64  # allowance for chat template + prompt when sizing the KV cache
-
-# How each variable-length processor output is padded when a batch is assembled:
-# key -> (side, pad value: an int, or the processor attribute whose pad_token_id to use).
-_PADDING: dict[str, tuple[str, Any]] = {
-    "input_ids": ("left", "tokenizer"),
-    "attention_mask": ("left", 0),
-    "token_type_ids": ("left", 0),
-    "mm_token_type_ids": ("left", 0),
-    "qformer_input_ids": ("right", "qformer_tokenizer"),  # BERT positions: pad after the text
-    "qformer_attention_mask": ("right", 0),
-}
-
 
 def choose_quantization(parameters: int, free_bytes: int, headroom: int = 2 * GiB) -> str:
     """The widest weight format whose weights (+15% and ``headroom``) fit in ``free_bytes``.
@@ -102,6 +94,7 @@ def _parameter_count(config) -> int:
 
 
 def _image_tokens(config) -> int:
+    """A config's guess of one image's tokens, for processors that cannot encode a probe image."""
     for name in ("image_seq_length", "num_query_tokens"):
         value = getattr(config, name, None)
         if value:
@@ -176,7 +169,10 @@ class HFBackend(Backend):
         eos = eos if eos is not None else tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
-        self.text = self._prompt_text(prompt)
+        self.text = hf_inputs.prompt_text(self.processor, prompt)
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        # BLIP-2/InstructBLIP on Flan-T5: generate returns the decoder's start token and new tokens only
+        self.encoder_decoder = bool(getattr(text_config, "is_encoder_decoder", False))
         self.generate_kwargs = self._generate_kwargs(section, generate_overrides or {})
         self._batch_size = section.batch_size or self._auto_batch_size(config)
         self._torch = torch
@@ -203,14 +199,11 @@ class HFBackend(Backend):
         free, _ = torch.cuda.mem_get_info(self.input_device)
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config.text_config
         element = 2 if self.dtype in (torch.float16, torch.bfloat16) else 4
-        return auto_batch_size(text_config, _image_tokens(config), self.section.max_new_tokens, free, element)
-
-    def _prompt_text(self, prompt: str) -> str:
-        """The processor's chat template around one image and the prompt; the bare prompt without one."""
-        if getattr(self.processor, "chat_template", None):
-            conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-            return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        return prompt
+        try:  # count from what the processor makes of a large photo: tiles and dynamic resolution included
+            tokens = max(0, hf_inputs.image_tokens(self.processor, self.text) - _PROMPT_TOKENS)
+        except Exception:  # noqa: BLE001 - a processor that cannot encode a probe falls back to the config's guess
+            tokens = _image_tokens(config)
+        return auto_batch_size(text_config, tokens, self.section.max_new_tokens, free, element)
 
     def _generate_kwargs(self, section: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -258,14 +251,15 @@ class HFBackend(Backend):
             except Exception as exc:  # noqa: BLE001 - any unreadable image is that image's failure
                 answers[job.id] = Answer(job.id, None, error=f"unreadable image {job.path}: {type(exc).__name__}: {exc}")
         if encoded:
-            for (job, _), (text, count) in zip(encoded, self._generate_split([e for _, e in encoded])):
-                answers[job.id] = Answer(job.id, text, generated_tokens=count)
+            for (job, _), (text, count, cut) in zip(encoded, self._generate_split([e for _, e in encoded])):
+                # cut: no end token within max_new_tokens, so the last item may be unfinished
+                answers[job.id] = Answer(job.id, text, generated_tokens=count, truncated=cut)
         return [answers[job.id] for job in jobs]
 
-    def _generate_split(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    def _generate_split(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int, bool]]:
         """Generate; on GPU out-of-memory halve the batch (for the rest of the run too) and go on."""
         try:
-            return self._generate(encodings)
+            return self._generate_rows(encodings)
         except self._torch.OutOfMemoryError:
             if len(encodings) == 1:
                 raise
@@ -279,45 +273,37 @@ class HFBackend(Backend):
 
         with Image.open(job.path) as image:
             rgb = image.convert("RGB")
-        return dict(self.processor(images=[rgb], text=[self.text], return_tensors="pt"))
+        return hf_inputs.encode(self.processor, rgb, self.text)
 
     def _generate(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        """(answer, generated tokens) per encoding, in order."""
+        return [(text, count) for text, count, _ in self._generate_rows(encodings)]
+
+    def _generate_rows(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int, bool]]:
+        """(answer, generated tokens, truncated: no end token came) per encoding, in order."""
         torch = self._torch
         batch = self._collate(encodings)
         if self.section.sample:
             torch.manual_seed(self.section.seed)  # per batch: a resumed run repeats the same draws
         with torch.inference_mode():
             output = self.model.generate(**batch, **self.generate_kwargs)
-        new = output[:, batch["input_ids"].shape[1]:].tolist()
+        # decoder-only models return the (left-padded) prompt first; encoder-decoders its start token
+        prompt = 1 if self.encoder_decoder else batch["input_ids"].shape[1]
         answers = []
-        for row in new:
-            count = next((i + 1 for i, token in enumerate(row) if token in self.eos_ids), len(row))
+        for row in output[:, prompt:].tolist():
+            end = next((i + 1 for i, token in enumerate(row) if token in self.eos_ids), None)
+            count = end or len(row)
             text = self.processor.tokenizer.decode(row[:count], skip_special_tokens=True).strip()
-            answers.append((text, count))
+            answers.append((text, count, end is None))
         return answers
 
     def _collate(self, encodings: list[dict[str, Any]]) -> dict[str, Any]:
-        """One batch from per-image encodings: padded per :data:`_PADDING`, others concatenated."""
-        torch = self._torch
-        batch = {}
-        for key in encodings[0]:
-            tensors = [e[key] for e in encodings]
-            if key in _PADDING:
-                side, value = _PADDING[key]
-                if isinstance(value, str):
-                    value = getattr(self.processor, value).pad_token_id
-                    value = self.pad_id if value is None and key == "input_ids" else value
-                length = max(t.shape[-1] for t in tensors)
-                rows = []
-                for t in tensors:
-                    pad = t.new_full((t.shape[0], length - t.shape[-1]), value)
-                    rows.append(torch.cat([pad, t] if side == "left" else [t, pad], dim=-1))
-                batch[key] = torch.cat(rows).to(self.input_device)
-            else:
-                joined = torch.cat(tensors)
-                if joined.is_floating_point():
-                    joined = joined.to(self.dtype)
-                batch[key] = joined.to(self.input_device)
+        """One batch from per-image encodings (:func:`hf_inputs.collate`), on the model's device and dtype."""
+        batch = hf_inputs.collate(self.processor, encodings, self.pad_id)
+        for key, value in batch.items():
+            if isinstance(value, self._torch.Tensor):
+                value = value.to(self.dtype) if value.is_floating_point() else value
+                batch[key] = value.to(self.input_device)
         return batch
 
     def close(self) -> None:

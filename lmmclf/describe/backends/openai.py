@@ -9,6 +9,15 @@ recorded as failed with the last reason, and retried on the next run. What anoth
 fix is not retried within the run: other 4xx and 3xx answers, a request that cannot be sent,
 valid JSON without an answer (see :mod:`.openai_response`), a response over the size cap.
 
+Some failures are the server's or the settings' doing, the same for every image: a field the
+server refuses (``transformers serve`` answers 422 "Unexpected fields" to ``repetition_penalty``;
+the failure names ``--repetition-penalty 1.0``, which stops sending it), 401/403/404/405, and a
+500/501 whose body is the same :data:`SAME_ERROR_TIMES` times in a row, to several images (a model without a
+chat template), which is then no longer retried. Such answers are marked ``systemic`` and the
+runner stops a run that begins with a few of them. ``finish_reason: "length"`` marks an answer
+``truncated``. What was sent (sampling fields included) is recorded in the artifact
+(``resolved_sent``): a server may ignore sampling fields, so a request is all lmmclf can vouch for.
+
 ``describe.timeout`` is a deadline for the whole request, from connecting to the last byte
 of the body (:mod:`.deadline`): a server that trickles bytes cannot hold a request longer.
 One response body is capped at :data:`MAX_RESPONSE_BYTES`; beyond it lmmclf stops reading and
@@ -53,13 +62,34 @@ _PASSTHROUGH_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image
 class _Retryable(Exception):
     """A failure worth another try (429, 5xx, timeout, dropped connection, garbled body)."""
 
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, retry_after: float | None = None, status: int = 0):
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status
 
 
 class _Rejected(Exception):
-    """A failure another immediate try will not fix (4xx, refused, empty or oversized answer)."""
+    """A failure another immediate try will not fix (4xx, refused, empty or oversized answer).
+
+    ``systemic``: it is the server's or the settings' doing, not the image's (see :func:`_systemic`);
+    ``fix``: the command-line words that avoid it, when known.
+    """
+
+    def __init__(self, reason: str, systemic: bool = False, fix: tuple[str, ...] = ()):
+        super().__init__(reason)
+        self.systemic = systemic
+        self.fix = fix
+
+
+# Request fields only some servers accept -> (flag, value) that stops lmmclf sending them.
+# `transformers serve` answers 422 "Unexpected fields in the request" to repetition_penalty.
+_OPTIONAL_FIELDS = {"repetition_penalty": ("--repetition-penalty", "1.0")}
+_SYSTEMIC_STATUS = {401, 403, 404, 405}  # a key, a route or a model name: wrong for every image alike
+# 500/501 with the same body this many times in a row, to more than one image, with no success
+# between, is the server's setup (e.g. a model without a chat template), not a passing fault: not
+# retried further. 502-504 (gateways, overload) stay retried.
+SAME_ERROR_TIMES = 4
+_DETERMINISTIC_5XX = {500, 501}
 
 
 def encode_image(path, max_side: int = 0) -> str:
@@ -123,13 +153,19 @@ class OpenAIBackend(Backend):
         deadline.install(self._client)
         self._pool = _DaemonPool(section.concurrency)
         self._stop = threading.Event()
+        self._same_error: tuple[str, set[str], int] = ("", set(), 0)  # the last 500 body, the images that got it, how often
+        self._error_lock = threading.Lock()
 
     @property
     def batch_size(self) -> int:
         return max(1, self.section.concurrency)
 
     def resolved(self) -> dict[str, Any]:
-        return {"concurrency": self.section.concurrency, "max_retries": self.section.max_retries}
+        # what was sent, not what was honoured: a server may ignore sampling fields (transformers serve
+        # logs that it does), so "sampled" is only ever a claim about the request
+        sent = {name: value for name, value in self._payload("").items() if name not in ("model", "messages")}
+        return {"concurrency": self.section.concurrency, "max_retries": self.section.max_retries, "sent": sent,
+                "sampling": "requested; the server may ignore it" if self.section.sample else "greedy (temperature 0)"}
 
     # -- batches and streams -----------------------------------------------------------
     def describe_batch(self, jobs: list[Job]) -> list[Answer]:
@@ -172,11 +208,16 @@ class OpenAIBackend(Backend):
             if self._stop.is_set():
                 return Answer(job.id, None, error="interrupted", retries=retries)
             try:
-                text, tokens = self._request(payload)
-                return Answer(job.id, self._scrub(text), generated_tokens=tokens, retries=retries)
+                text, tokens, truncated = self._request(payload)
+                self._note_error(job.id, "")
+                return Answer(job.id, self._scrub(text), generated_tokens=tokens, retries=retries, truncated=truncated)
             except _Rejected as exc:
-                return Answer(job.id, None, error=self._reason(f"rejected: {exc}"), retries=retries)
+                return Answer(job.id, None, error=self._reason(f"rejected: {exc}"), retries=retries,
+                              systemic=exc.systemic, fix=exc.fix)
             except _Retryable as exc:
+                if exc.status in _DETERMINISTIC_5XX and self._note_error(job.id, str(exc)):
+                    reason = f"{exc} (the same answer {SAME_ERROR_TIMES} times in a row, to several images: the server's setup, not retried)"
+                    return Answer(job.id, None, error=self._reason(reason), retries=retries, systemic=True)
                 if retries >= self.section.max_retries:
                     reason = f"gave up after {retries + 1} tries: {exc}"
                     return Answer(job.id, None, error=self._reason(reason), retries=retries)
@@ -201,7 +242,7 @@ class OpenAIBackend(Backend):
             payload["repetition_penalty"] = section.repetition_penalty  # vLLM/SGLang extension
         return payload
 
-    def _request(self, payload: dict[str, Any]) -> tuple[str, int]:
+    def _request(self, payload: dict[str, Any]) -> tuple[str, int, bool]:
         httpx = self._httpx
         timeout = self.section.timeout
         try:
@@ -218,14 +259,27 @@ class OpenAIBackend(Backend):
         if not ok:
             detail = f"HTTP {status}: {self._excerpt(body.decode('utf-8', 'replace'))}"
             if status in _RETRYABLE_STATUS or status >= 500:
-                raise _Retryable(detail, _retry_after(response))
-            raise _Rejected(detail + (" (redirects are not followed: check --base-url)" if 300 <= status < 400 else ""))
+                raise _Retryable(detail, _retry_after(response), status)
+            raise _rejection(status, detail, payload)
         try:
             return parse_body(body)
         except NoAnswer as exc:
             raise _Rejected(str(exc)) from None
         except ValueError:
             raise _Retryable(f"unparseable response body: {self._excerpt(body.decode('utf-8', 'replace'))!r}") from None
+
+    def _note_error(self, image: str, error: str) -> bool:
+        """Track a 500/501 body across requests ("" for a success); True once it is the server's setup."""
+        with self._error_lock:
+            last, images, count = self._same_error
+            if not error:
+                self._same_error = ("", set(), 0)
+                return False
+            if error != last:
+                images, count = set(), 0
+            images, count = images | {image}, count + 1
+            self._same_error = (error, images, count)
+            return count >= SAME_ERROR_TIMES and len(images) > 1
 
     def _read(self, response, limit: int, reject_over: bool) -> bytes:
         """The body up to ``limit`` bytes; beyond it, a rejection (``reject_over``) or the bytes so far."""
@@ -291,6 +345,18 @@ class _DaemonPool:
     def shutdown(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
+
+
+def _rejection(status: int, detail: str, payload: dict[str, Any]) -> _Rejected:
+    """The failure of a 3xx/4xx answer: systemic when it is the request, not the image, that the server refuses."""
+    if 300 <= status < 400:
+        return _Rejected(detail + " (redirects are not followed: check --base-url)", systemic=True)
+    for name, fix in _OPTIONAL_FIELDS.items():
+        if name in payload and name in detail:
+            return _Rejected(f"{detail} (the server does not accept {name}; {' '.join(fix)} stops sending it)",
+                             systemic=True, fix=fix)
+    systemic = status in _SYSTEMIC_STATUS or "unexpected field" in detail.lower()
+    return _Rejected(detail, systemic=systemic)
 
 
 def _retry_after(response) -> float | None:

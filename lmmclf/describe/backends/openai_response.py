@@ -30,8 +30,8 @@ def storable(text: str) -> str:
     return _UNSTORABLE.sub("\ufffd", text)
 
 
-def parse_body(body: bytes) -> tuple[str, int]:
-    """(answer text, completion tokens) of a chat-completions body.
+def parse_body(body: bytes) -> tuple[str, int, bool]:
+    """(answer text, completion tokens, truncated) of a chat-completions body.
 
     Raises:
         ValueError: the body is not JSON (a garbled or cut transfer: worth another try).
@@ -46,8 +46,11 @@ def parse_body(body: bytes) -> tuple[str, int]:
     return answer_of(data)
 
 
-def answer_of(data: Any) -> tuple[str, int]:
-    """(answer text, completion tokens) of a decoded chat-completions body; raises :class:`NoAnswer`."""
+def answer_of(data: Any) -> tuple[str, int, bool]:
+    """(answer text, completion tokens, truncated) of a decoded chat-completions body; raises :class:`NoAnswer`.
+
+    ``truncated``: ``finish_reason`` is ``"length"``, the server stopped at ``max_tokens``.
+    """
     if not isinstance(data, dict):
         raise NoAnswer(f"the response is a JSON {_kind(data)}, not an object")
     if "choices" not in data and isinstance(data.get("error"), (dict, str)):
@@ -69,7 +72,7 @@ def answer_of(data: Any) -> tuple[str, int]:
     if not content.strip():
         refusal = message.get("refusal")
         raise NoAnswer(f"the model refused: {refusal}" if isinstance(refusal, str) and refusal else "empty answer")
-    return storable(content), _completion_tokens(data.get("usage"))
+    return storable(content), _completion_tokens(data.get("usage")), choice.get("finish_reason") == "length"
 
 
 def _content_text(content: Any) -> str:

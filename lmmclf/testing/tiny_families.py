@@ -1,0 +1,209 @@
+"""Tiny random LMMs of the model families ``describe`` supports, one builder per family.
+
+Each builder writes a folder in the layout a user downloads from the hub (config, weights,
+tokenizer, image processor, processor config, chat template), built from the real transformers
+architecture and processor classes, so ``describe --model DIR`` goes through the same
+``from_pretrained`` loaders and the same processor code as a real checkpoint. Each family stands
+for a batching mechanism (docs/describe.md, "Model families"):
+
+- tiling (per-image crop counts): LLaVA-NeXT;
+- encoder-decoder language model (``generate`` returns new tokens only): BLIP-2 Flan-T5;
+- dynamic resolution (flattened patches + ``image_grid_thw``): Qwen2-VL;
+- cross-attention to the image (``cross_attention_mask``), chat template holding the BOS: Mllama.
+
+``FAMILIES`` maps a name to its builder; the tests run every family.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from lmmclf.testing.tiny_lmm import LLAVA_CHAT_TEMPLATE, _corpus, _finish_ids, _llama_config, train_llama_like_tokenizer
+
+# Qwen2-VL's chat template (Qwen/Qwen2-VL-7B-Instruct), images only, default system prompt.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Llama-3.2-Vision's chat template (meta-llama/Llama-3.2-11B-Vision-Instruct), images and text only:
+# it starts with the BOS, which the processor must not add a second time.
+MLLAMA_CHAT_TEMPLATE = (
+    "{{- bos_token }}{% for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<|image|>' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{{ '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+
+
+def train_tokenizer(specials: list[str], bos: str | None, eos: str, pad: str, unk: str | None = None,
+                    append_eos: bool = False, vocab_size: int = 320, **extra: Any):
+    """A byte-level BPE tokenizer with a family's special tokens, trained in memory.
+
+    Args:
+        specials: special tokens, ids 0.. in this order.
+        bos: the BOS token the tokenizer prepends (None: none, as Qwen and T5).
+        eos: the end-of-sequence token.
+        pad: the pad token.
+        unk: the unknown token, if the family has one.
+        append_eos: append ``eos`` to every text (T5).
+        vocab_size: the BPE vocabulary size.
+        extra: further ``PreTrainedTokenizerFast`` attributes (``image_token``...).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus(), trainer)
+    if bos is not None:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                           special_tokens=[(bos, specials.index(bos))])
+    elif append_eos:
+        tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
+                                                           special_tokens=[(eos, specials.index(eos))])
+    names = {"bos_token": bos, "eos_token": eos, "pad_token": pad, "unk_token": unk}
+    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left", **{k: v for k, v in names.items() if v}, **extra)
+
+
+def make_tiny_llava_next(directory: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny LLaVA-NeXT (tiling: a 32 px base image plus 1 to 4 crops of a 32 px grid per image).
+
+    Args:
+        directory: the output folder.
+        hidden: width of both towers.
+        layers: layers of each tower.
+        seed: torch seed of the random weights.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor
+
+    tokenizer = train_llama_like_tokenizer()
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    image_processor = LlavaNextImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                              image_grid_pinpoints=pinpoints)
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
+                                   vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
+                                   num_additional_image_tokens=1)
+    vision = CLIPVisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=hidden, initializer_factor=4.0)
+    config = LlavaNextConfig(vision_config=vision, text_config=LlamaConfig(**_llama_config(len(tokenizer), hidden, layers)),
+                             image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_grid_pinpoints=pinpoints,
+                             vision_feature_select_strategy="default", vision_feature_layer=-2, image_seq_length=16)
+    torch.manual_seed(seed)
+    return _finish_ids(LlavaNextForConditionalGeneration(config), processor, Path(directory), tokenizer)
+
+
+def make_tiny_blip2_t5(directory: str | Path, hidden: int = 32, layers: int = 2, query_tokens: int = 4, seed: int = 0) -> Path:
+    """A tiny BLIP-2 on Flan-T5 (encoder-decoder: ``generate`` returns only new tokens).
+
+    Args:
+        directory: the output folder.
+        hidden: width of the three towers.
+        layers: layers of each tower.
+        query_tokens: Q-Former query tokens.
+        seed: torch seed of the random weights.
+    """
+    import torch
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig, Blip2VisionConfig,
+                              BlipImageProcessor, T5Config)
+
+    # T5's layout: <pad> 0 (also the decoder's start token), </s> 1, <unk> 2; no BOS, EOS appended
+    tokenizer = train_tokenizer(["<pad>", "</s>", "<unk>", "<image>"], bos=None, eos="</s>", pad="<pad>", unk="<unk>",
+                                append_eos=True)
+    processor = Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer,
+                               num_query_tokens=query_tokens)
+    vision = Blip2VisionConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
+                               image_size=32, patch_size=8, initializer_range=0.2)
+    qformer = Blip2QFormerConfig(vocab_size=64, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                                 intermediate_size=2 * hidden, encoder_hidden_size=hidden, initializer_range=0.2)
+    text = T5Config(vocab_size=len(tokenizer), d_model=hidden, d_kv=hidden // 2, d_ff=2 * hidden, num_layers=layers,
+                    num_decoder_layers=layers, num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+                    initializer_factor=4.0, is_encoder_decoder=True, tie_word_embeddings=False)
+    config = Blip2Config(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
+                         num_query_tokens=query_tokens, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                         initializer_range=0.2)
+    torch.manual_seed(seed)
+    return _finish_ids(Blip2ForConditionalGeneration(config), processor, Path(directory), tokenizer, bos=None)
+
+
+def make_tiny_qwen2_vl(directory: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny Qwen2-VL (dynamic resolution: an image's token count follows its size).
+
+    Args:
+        directory: the output folder.
+        hidden: width of both towers.
+        layers: layers of each tower.
+        seed: torch seed of the random weights.
+    """
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tokenizer = train_tokenizer(specials, bos=None, eos="<|im_end|>", pad="<|endoftext|>",
+                                extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    # 28 px per merged token: a 40x30 image gives 2 tokens, a 120x40 one 4x1 (+ the resize to multiples of 28)
+    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2)
+    video_processor = Qwen2VLVideoProcessor(min_pixels=28 * 28, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2)
+    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
+                                 chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in
+           (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"), ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"))}
+    text = dict(_llama_config(len(tokenizer), hidden, layers), bos_token_id=None, eos_token_id=2, pad_token_id=0,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}, model_type="qwen2_vl_text")
+    vision = dict(depth=layers, embed_dim=hidden, hidden_size=hidden, num_heads=2, mlp_ratio=2, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, initializer_range=0.2)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
+    torch.manual_seed(seed)
+    return _finish_ids(Qwen2VLForConditionalGeneration(config), processor, Path(directory), tokenizer, bos=None)
+
+
+def make_tiny_mllama(directory: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny Mllama / Llama-3.2-Vision (cross-attention layers read the image; template holds the BOS).
+
+    Args:
+        directory: the output folder.
+        hidden: width of both towers.
+        layers: self-attention layers of the language model (one more is the cross-attention layer).
+        seed: torch seed of the random weights.
+    """
+    import torch
+    from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessor, MllamaProcessor
+
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
+                "<|finetune_right_pad_id|>", "<|image|>"]
+    tokenizer = train_tokenizer(specials, bos="<|begin_of_text|>", eos="<|eot_id|>", pad="<|finetune_right_pad_id|>")
+    image_processor = MllamaImageProcessor(size={"height": 32, "width": 32}, max_image_tiles=2)
+    processor = MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=MLLAMA_CHAT_TEMPLATE)
+    vision = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_global_layers=1,
+                  attention_heads=2, image_size=32, patch_size=8, max_num_tiles=2, intermediate_layers_indices=[0],
+                  vision_output_dim=2 * hidden, supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]], initializer_range=0.2)
+    text = dict(_llama_config(len(tokenizer), hidden, layers + 1), bos_token_id=0, eos_token_id=2,
+                pad_token_id=5, cross_attention_layers=[1])
+    text.pop("max_position_embeddings")  # Mllama sizes its rotary table from rope settings
+    config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<|image|>"))
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config)
+    with torch.no_grad():  # the cross-attention gates start at 0 (tanh(0): the image is ignored); open them
+        for name, parameter in model.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
+                parameter.fill_(1.0)
+    return _finish_ids(model, processor, Path(directory), tokenizer)
+
+
+# name -> (builder, batching mechanism it stands for, runs in the fast suite)
+FAMILIES: dict[str, tuple[Callable[..., Path], str, bool]] = {
+    "llava-next": (make_tiny_llava_next, "tiling", True),
+    "blip2-flan-t5": (make_tiny_blip2_t5, "encoder-decoder", True),
+    "qwen2-vl": (make_tiny_qwen2_vl, "dynamic resolution", True),
+    "mllama": (make_tiny_mllama, "cross-attention", True),
+}

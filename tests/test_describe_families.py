@@ -1,0 +1,149 @@
+"""The hf backend across LMM families: tiny random models of the real architectures, mixed-size images.
+
+Fast: one family per batching mechanism (tiling, encoder-decoder, dynamic resolution,
+cross-attention); the rest run under ``-m slow`` (docs/describe.md, "Model families").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lmmclf.config import ExperimentConfig
+from lmmclf.describe.backends.base import Job
+from lmmclf.testing.images import write_image
+from lmmclf.testing.tiny_families import FAMILIES
+from lmmclf.testing.tiny_lmm import make_tiny_instructblip, make_tiny_llava
+
+PROMPT = "Give 10 semantic descriptions of the image"
+NEW_TOKENS = 6
+SIZES = [(40, 30), (120, 40), (64, 64), (30, 90)]  # width x height: tiling gives 1 to 4 crops
+
+BUILDERS = {name: builder for name, (builder, _, _) in FAMILIES.items()}
+BUILDERS.update({"llava-1.5": make_tiny_llava, "instructblip-vicuna": make_tiny_instructblip})
+CASES = [pytest.param(name, id=name) for name, (_, _, fast) in FAMILIES.items() if fast] + [
+    pytest.param(name, id=name, marks=pytest.mark.slow) for name in ("llava-1.5", "instructblip-vicuna")
+]
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("mixed-sizes")
+    rng = np.random.default_rng(1)
+    out = []
+    for i, (width, height) in enumerate(SIZES):
+        path = root / f"img{i}.png"
+        write_image(path, rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+        out.append(Job(path.name, path))
+    return out
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    """One loaded backend per family, built on first use."""
+    from lmmclf.describe.backends.hf import HFBackend
+
+    root = tmp_path_factory.mktemp("families")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            folder = BUILDERS[name](root / name)
+            section = ExperimentConfig().override("describe", model=str(folder), max_new_tokens=NEW_TOKENS, batch_size=4,
+                                                  quantize="none", device="cpu").describe
+            cache[name] = HFBackend(section, PROMPT)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("family", CASES)
+def test_batch_of_mixed_sizes_equals_one_at_a_time(backends, jobs, family):
+    """Tiling processors crashed here (crop counts differ); encoder-decoders lost their first tokens."""
+    backend = backends(family)
+    batched = backend.describe_batch(jobs)
+    alone = [backend.describe_batch([job])[0] for job in jobs]
+    assert all(answer.ok for answer in batched), [answer.error for answer in batched]
+    assert [(a.text, a.generated_tokens) for a in batched] == [(a.text, a.generated_tokens) for a in alone]
+    # the fixture sees the image: a batch that swapped rows could not pass
+    assert len({answer.text for answer in batched}) > 1
+    for answer in batched:  # every generated token is kept (encoder-decoders return only new tokens)
+        assert answer.generated_tokens <= NEW_TOKENS
+    rows = backend._generate_rows([backend._encode(job) for job in jobs])
+    assert all(cut == (count == NEW_TOKENS) for _, count, cut in rows)  # truncated: no end token within the budget
+
+
+@pytest.mark.parametrize("family", CASES)
+def test_input_ids_equal_the_processors_reference_path(backends, jobs, family):
+    """The ids are those of ``processor.apply_chat_template(..., tokenize=True)``: no second BOS."""
+    from PIL import Image
+
+    backend = backends(family)
+    processor = backend.processor
+    ours = backend._encode(jobs[1])["input_ids"]
+    with Image.open(jobs[1].path) as image:
+        rgb = image.convert("RGB")
+    if getattr(processor, "chat_template", None):
+        conversation = [{"role": "user", "content": [{"type": "image", "image": rgb}, {"type": "text", "text": PROMPT}]}]
+        reference = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                  return_tensors="pt")["input_ids"]
+    else:
+        reference = processor(images=[rgb], text=[PROMPT], return_tensors="pt")["input_ids"]
+    assert ours.tolist() == reference.tolist()
+    bos = processor.tokenizer.bos_token_id
+    if bos is not None:
+        assert ours[0].tolist().count(bos) <= 1
+
+
+def test_encoder_decoder_keeps_every_generated_token(backends, jobs):
+    """BLIP-2 Flan-T5: all ``max_new_tokens`` tokens are in the answer (the prompt length was cut off it)."""
+    backend = backends("blip2-flan-t5")
+    assert backend.encoder_decoder
+    answer = backend.describe_batch(jobs[:1])[0]
+    assert answer.ok and answer.generated_tokens == NEW_TOKENS
+    ids = backend.processor.tokenizer(answer.text, add_special_tokens=False)["input_ids"]
+    assert len(ids) >= NEW_TOKENS // 2  # byte-level tokens re-merge, but nothing like a prompt's length is lost
+
+
+def test_image_tokens_are_counted_from_the_processor(backends):
+    """A tiling processor gives a large photo several crops: far more than the config's guess."""
+    from lmmclf.describe.backends import hf_inputs
+    from lmmclf.describe.backends.hf import _image_tokens
+
+    backend = backends("llava-next")
+    config_guess = _image_tokens(backend.model.config)
+    counted = hf_inputs.image_tokens(backend.processor, backend.text)
+    assert counted > 3 * config_guess
+    small = hf_inputs.image_tokens(backends("qwen2-vl").processor, backends("qwen2-vl").text, size=(40, 30))
+    large = hf_inputs.image_tokens(backends("qwen2-vl").processor, backends("qwen2-vl").text)
+    assert large > small  # dynamic resolution: tokens follow the image's size
+
+
+def test_collate_pads_crops_and_sequence_axes():
+    import torch
+
+    from lmmclf.describe.backends import hf_inputs
+
+    class Processor:
+        class tokenizer:  # noqa: N801 - a stand-in for the processor's attribute
+            pad_token_id = 9
+
+    one = {"input_ids": torch.tensor([[1, 2, 3]]), "pixel_values": torch.ones(1, 2, 3, 4, 4),
+           "cross_attention_mask": torch.ones(1, 3, 1, 2, dtype=torch.long)}
+    two = {"input_ids": torch.tensor([[5]]), "pixel_values": torch.ones(1, 5, 3, 4, 4),
+           "cross_attention_mask": torch.ones(1, 1, 1, 2, dtype=torch.long)}
+    batch = hf_inputs.collate(Processor, [one, two], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [9, 9, 5]]
+    assert batch["pixel_values"].shape == (2, 5, 3, 4, 4) and batch["pixel_values"][0, 2:].abs().sum() == 0
+    assert batch["cross_attention_mask"][1, :, 0, 0].tolist() == [0, 0, 1]
+
+
+def test_paligemma_prompt_starts_with_its_image_token():
+    """PaliGemma's processor warns on every image unless the prompt holds ``<image>`` (same ids either way)."""
+    from lmmclf.describe.backends import hf_inputs
+
+    processor = type("PaliGemmaProcessor", (), {"image_token": "<image>", "chat_template": None})()
+    assert hf_inputs.prompt_text(processor, PROMPT) == "<image>" + PROMPT
+    other = type("Blip2Processor", (), {"image_token": "<image>", "chat_template": None})()
+    assert hf_inputs.prompt_text(other, PROMPT) == PROMPT
