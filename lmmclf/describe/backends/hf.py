@@ -21,7 +21,8 @@ import importlib.util
 from typing import Any
 
 from lmmclf.describe.backends import hf_inputs
-from lmmclf.describe.backends.base import Answer, Backend, Job
+from lmmclf.describe.backends.base import Backend, Job
+from lmmclf.describe.backends.local_batch import LocalBatching
 from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import LmmclfError
 from lmmclf.models import require_hub_model, resolve_model_ref
@@ -102,7 +103,7 @@ def _image_tokens(config) -> int:
     return 576
 
 
-class HFBackend(Backend):
+class HFBackend(LocalBatching, Backend):
     """A transformers image-text-to-text model run locally.
 
     Args:
@@ -242,31 +243,11 @@ class HFBackend(Backend):
         }
 
     # -- the batch ---------------------------------------------------------------------
-    def describe_batch(self, jobs: list[Job]) -> list[Answer]:
-        answers: dict[str, Answer] = {}
-        encoded: list[tuple[Job, dict[str, Any]]] = []
-        for job in jobs:
-            try:
-                encoded.append((job, self._encode(job)))
-            except Exception as exc:  # noqa: BLE001 - any unreadable image is that image's failure
-                answers[job.id] = Answer(job.id, None, error=f"unreadable image {job.path}: {type(exc).__name__}: {exc}")
-        if encoded:
-            for (job, _), (text, count, cut) in zip(encoded, self._generate_split([e for _, e in encoded])):
-                # cut: no end token within max_new_tokens, so the last item may be unfinished
-                answers[job.id] = Answer(job.id, text, generated_tokens=count, truncated=cut)
-        return [answers[job.id] for job in jobs]
+    def _prepare(self, job: Job) -> dict[str, Any]:
+        return self._encode(job)
 
-    def _generate_split(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int, bool]]:
-        """Generate; on GPU out-of-memory halve the batch (for the rest of the run too) and go on."""
-        try:
-            return self._generate_rows(encodings)
-        except self._torch.OutOfMemoryError:
-            if len(encodings) == 1:
-                raise
-            self._torch.cuda.empty_cache()
-            half = len(encodings) // 2
-            self._batch_size = max(1, min(self._batch_size, half))
-            return self._generate_split(encodings[:half]) + self._generate_split(encodings[half:])
+    def _generate_batch(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int, bool]]:
+        return self._generate_rows(encodings)
 
     def _encode(self, job: Job) -> dict[str, Any]:
         from PIL import Image

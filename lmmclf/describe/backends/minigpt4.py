@@ -26,12 +26,14 @@ gives each image the tokens one-at-a-time decoding gives it (tested against a re
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from transformers import StoppingCriteria  # this module is imported only when the backend is used
+from transformers import (
+    StoppingCriteria,  # this module is imported only when the backend is used
+)
 
-from lmmclf.describe.backends.base import Answer, Backend, Job
+from lmmclf.describe.backends.base import Backend, Job
+from lmmclf.describe.backends.local_batch import LocalBatching
 from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import ConfigError, LmmclfError
 from lmmclf.models import require_hub_model, resolve_model_ref
@@ -69,7 +71,7 @@ def clean_answer(text: str) -> str:
     return text.split(SEP)[0].split("Assistant:")[-1].strip()
 
 
-class MiniGPT4Backend(Backend):
+class MiniGPT4Backend(LocalBatching, Backend):
     """MiniGPT-4 run locally from its three parts.
 
     Args:
@@ -235,20 +237,11 @@ class MiniGPT4Backend(Backend):
         }
 
     # -- the batch ---------------------------------------------------------------------
-    def describe_batch(self, jobs: list[Job]) -> list[Answer]:
-        answers: dict[str, Answer] = {}
-        pixels: list[tuple[Job, Any]] = []
-        for job in jobs:
-            try:
-                pixels.append((job, self.preprocess(job)))
-            except Exception as exc:  # noqa: BLE001 - any unreadable image is that image's failure
-                answers[job.id] = Answer(job.id, None, error=f"unreadable image {job.path}: {type(exc).__name__}: {exc}")
-        if pixels:
-            record = any(f.name == "truncated" for f in dataclasses.fields(Answer))
-            for (job, _), (text, count, cut) in zip(pixels, self._generate_split([p for _, p in pixels])):
-                extra = {"truncated": cut} if record else {}  # no stop within max_new_tokens: the last item is cut
-                answers[job.id] = Answer(job.id, text, generated_tokens=count, **extra)
-        return [answers[job.id] for job in jobs]
+    def _prepare(self, job: Job):
+        return self.preprocess(job)
+
+    def _generate_batch(self, pixels: list[Any]) -> list[tuple[str, int, bool]]:
+        return self._generate(pixels)
 
     def preprocess(self, job: Job):
         """``Blip2ImageEvalProcessor``: bicubic resize to a square, to [0, 1], CLIP mean and std."""
@@ -262,18 +255,6 @@ class MiniGPT4Backend(Backend):
         tensor = torch.from_numpy(array).permute(2, 0, 1)
         mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
         return (tensor - mean) / std
-
-    def _generate_split(self, pixels: list[Any]) -> list[tuple[str, int, bool]]:
-        """Generate; on GPU out-of-memory halve the batch (for the rest of the run too) and go on."""
-        try:
-            return self._generate(pixels)
-        except self._torch.OutOfMemoryError:
-            if len(pixels) == 1:
-                raise
-            self._torch.cuda.empty_cache()
-            half = len(pixels) // 2
-            self._batch_size = max(1, min(self._batch_size, half))
-            return self._generate_split(pixels[:half]) + self._generate_split(pixels[half:])
 
     def image_embeddings(self, pixels):
         """``MiniGPT4.encode_img``: ViT + ln_vision, the Q-Former over the query tokens, llama_proj."""
