@@ -17,9 +17,10 @@ for a batching mechanism (docs/describe.md, "Model families"):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from lmmclf.testing.tiny_lmm import LLAVA_CHAT_TEMPLATE, _corpus, _finish_ids, _llama_config, train_llama_like_tokenizer
+from lmmclf.testing.tiny_lmm import LLAVA_CHAT_TEMPLATE, _finish_ids, _llama_config, train_llama_like_tokenizer
+from lmmclf.testing.tiny_tokenizers import train_tokenizer
 
 # Qwen2-VL's chat template (Qwen/Qwen2-VL-7B-Instruct), images only, default system prompt.
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -40,38 +41,6 @@ MLLAMA_CHAT_TEMPLATE = (
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{{ '<|eot_id|>' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
-
-
-def train_tokenizer(specials: list[str], bos: str | None, eos: str, pad: str, unk: str | None = None,
-                    append_eos: bool = False, vocab_size: int = 320, **extra: Any):
-    """A byte-level BPE tokenizer with a family's special tokens, trained in memory.
-
-    Args:
-        specials: special tokens, ids 0.. in this order.
-        bos: the BOS token the tokenizer prepends (None: none, as Qwen and T5).
-        eos: the end-of-sequence token.
-        pad: the pad token.
-        unk: the unknown token, if the family has one.
-        append_eos: append ``eos`` to every text (T5).
-        vocab_size: the BPE vocabulary size.
-        extra: further ``PreTrainedTokenizerFast`` attributes (``image_token``...).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token=unk))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer)
-    if bos is not None:
-        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
-                                                           special_tokens=[(bos, specials.index(bos))])
-    elif append_eos:
-        tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", pair=f"$A {eos} $B {eos}",
-                                                           special_tokens=[(eos, specials.index(eos))])
-    names = {"bos_token": bos, "eos_token": eos, "pad_token": pad, "unk_token": unk}
-    return PreTrainedTokenizerFast(tokenizer_object=tok, padding_side="left", **{k: v for k, v in names.items() if v}, **extra)
 
 
 def make_tiny_llava_next(directory: str | Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
@@ -207,3 +176,9 @@ FAMILIES: dict[str, tuple[Callable[..., Path], str, bool]] = {
     "qwen2-vl": (make_tiny_qwen2_vl, "dynamic resolution", True),
     "mllama": (make_tiny_mllama, "cross-attention", True),
 }
+
+
+# the tiling families live in their own module; keep this import last (it needs nothing from here)
+from lmmclf.testing.tiny_families_tiling import TILING_FAMILIES  # noqa: E402
+
+FAMILIES.update(TILING_FAMILIES)
