@@ -82,7 +82,8 @@ class DescribeSection:
     model: str = keyed("llava-hf/llava-1.5-13b-hf", via="model identity")  # LLaVA-1.5 on Vicuna-13B v1.5
     revision: Optional[str] = keyed(None, via="model identity", backend=True)  # hub revision; pin a commit for exact reproducibility
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = keyed("auto", backend=True)  # auto: float16 on GPU, float32 on CPU
-    quantize: Literal["none", "8bit", "4bit", "auto"] = keyed("auto", backend=True)  # auto: from the GPU's free memory
+    # auto: from the GPU's free memory, torchao's int8/int4 when installed, else bitsandbytes 8bit/4bit (describe/backends/quantization.py)
+    quantize: Literal["none", "int8-torchao", "int4-torchao", "8bit", "4bit", "auto"] = keyed("auto", backend=True)
     device: str = runtime("auto", backend=True)  # auto: cuda (all visible GPUs) if present, else cpu
     batch_size: int = runtime(0, backend=True)  # 0 = pick from free memory
     prompt: Optional[str] = keyed(None, via="prompt (the resolved text)")  # free text; overrides prompt_preset

@@ -102,12 +102,15 @@ def test_chat_template_is_used_when_the_processor_has_one(models):
 
 
 def test_quantization_choice_from_free_memory():
-    from lmmclf.describe.backends.hf import choose_quantization
+    from lmmclf.describe.backends.quantization import choose_quantization
 
     params = 13_350_000_000  # LLaVA-1.5-13B
     assert choose_quantization(params, 80 * GiB) == "none"
-    assert choose_quantization(params, 24 * GiB) == "8bit"  # an RTX 3090/4090: fp16 (27 GB) does not fit
-    assert choose_quantization(params, 12 * GiB) == "4bit"
+    # an RTX 3090/4090: fp16 (27 GB) does not fit; torchao's schemes compile, bitsandbytes' do not
+    assert choose_quantization(params, 24 * GiB, torchao=True) == "int8-torchao"
+    assert choose_quantization(params, 24 * GiB, torchao=False) == "8bit"
+    assert choose_quantization(params, 12 * GiB, torchao=True) == "int4-torchao"
+    assert choose_quantization(params, 12 * GiB, torchao=False) == "4bit"
     with pytest.raises(LmmclfError, match="does not fit"):
         choose_quantization(params, 6 * GiB)
 
@@ -127,13 +130,13 @@ def test_auto_batch_size_for_llava_13b():
 def test_quantization_needs_a_gpu_and_bitsandbytes(models):
     import importlib.util
 
-    from lmmclf.describe.backends.hf import _bitsandbytes_config
+    from lmmclf.describe.backends.quantization import transformers_config
 
     with pytest.raises(LmmclfError, match="CUDA GPU"):
         _backend(models["llava"], quantize="4bit")
     if importlib.util.find_spec("bitsandbytes") is None:
         with pytest.raises(LmmclfError, match="pip install bitsandbytes"):
-            _bitsandbytes_config("8bit", None)
+            transformers_config("8bit", None)
 
 
 def test_compiled_decoding_needs_a_gpu(models):

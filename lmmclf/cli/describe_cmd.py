@@ -24,7 +24,7 @@ def describe(
     model: Annotated[Optional[str], typer.Option("--model", help="hf: hub id or local folder; openai: the served model name.")] = None,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Hub revision (pin a commit for exact reproducibility).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto, float16, bfloat16 or float32 (auto: float16 on GPU, float32 on CPU).")] = None,
-    quantize: Annotated[Optional[str], typer.Option("--quantize", help="none, 8bit, 4bit or auto (from free GPU memory; needs bitsandbytes).")] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", help="none, int8-torchao, int4-torchao (work with --compile; need torchao), 8bit, 4bit (bitsandbytes) or auto (from free GPU memory).")] = None,
     batch_size: BatchSizeOpt = None,
     device: DeviceOpt = None,
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Free prompt text (overrides --prompt-preset); {k} becomes K.")] = None,

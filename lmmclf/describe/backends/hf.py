@@ -11,87 +11,59 @@ InstructBLIP on Flan-T5) return only new tokens from ``generate``; decoder-only 
 the prompt too.
 
 Choices (see docs/describe.md): ``--dtype auto`` = float16 on a GPU, float32 on the CPU;
-``--quantize auto`` = the widest of fp16 / 8-bit / 4-bit that fits the GPU's free memory
-(none on the CPU); ``--batch-size 0`` = from free memory after loading (8 on the CPU).
+``--quantize auto`` = the widest of fp16 / 8-bit / 4-bit that fits the GPU's free memory, in
+torchao's compile-friendly schemes when torchao is installed (none on the CPU; :mod:`quantization`);
+``--batch-size 0`` = from free memory after loading, so quantized weights leave room for a larger
+batch (8 on the CPU).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
-from lmmclf.describe.backends import hf_inputs
+from lmmclf.describe.backends import hf_inputs, quantization
 from lmmclf.describe.backends.base import Backend, Job
 from lmmclf.describe.backends.local_batch import LocalBatching
 from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import LmmclfError
 from lmmclf.models import require_hub_model, resolve_model_ref
 
-GiB = 1 << 30
 CPU_BATCH_SIZE = 8  # small and fixed: CPU throughput barely grows beyond this
 MAX_AUTO_BATCH = 64  # beyond this HF generate gains little and a failure loses more work
 _PROMPT_TOKENS = 64  # allowance for chat template + prompt when sizing the KV cache
 
-def choose_quantization(parameters: int, free_bytes: int, headroom: int = 2 * GiB) -> str:
-    """The widest weight format whose weights (+15% and ``headroom``) fit in ``free_bytes``.
-
-    Args:
-        parameters: the model's parameter count.
-        free_bytes: free GPU memory.
-        headroom: memory kept for activations and the KV cache of a small batch.
-
-    Raises:
-        LmmclfError: not even 4-bit fits.
-    """
-    for mode, bytes_per_parameter in (("none", 2.0), ("8bit", 1.0), ("4bit", 0.55)):
-        if parameters * bytes_per_parameter * 1.15 + headroom <= free_bytes:
-            return mode
-    raise LmmclfError(
-        f"The describe model ({parameters / 1e9:.1f}B parameters) does not fit in {free_bytes / GiB:.1f} GiB of free GPU "
-        "memory even in 4-bit; free the GPU, use a smaller --model, or serve it with vLLM on more GPUs (--backend openai)."
-    )
-
-
-def auto_batch_size(text_config: Any, image_tokens: int, max_new_tokens: int, free_bytes: int, element_bytes: int) -> int:
+def auto_batch_size(text_config: Any, image_tokens: int, max_new_tokens: int, free_bytes: int, element_bytes: int,
+                    cross_attention_tokens: int = 0) -> int:
     """Images per batch whose KV cache (plus 50% for activations) fits in 85% of ``free_bytes``.
 
     Args:
         text_config: the language model's config (layers, heads, hidden size).
-        image_tokens: tokens one image takes in the language model.
+        image_tokens: tokens one image takes in the language model's sequence.
         max_new_tokens: the generation budget.
-        free_bytes: free GPU memory after loading the weights.
+        free_bytes: free GPU memory after loading the weights (quantized weights leave more).
         element_bytes: bytes per KV-cache element (2 for fp16).
+        cross_attention_tokens: vision states one image gives each cross-attention layer
+            (Mllama: every tile's patches), cached there instead of a sequence.
     """
     layers = text_config.num_hidden_layers
     heads = text_config.num_attention_heads
     kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
     head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // heads
+    cross_layers = len(getattr(text_config, "cross_attention_layers", None) or ()) if cross_attention_tokens else 0
     sequence = image_tokens + _PROMPT_TOKENS + max_new_tokens
-    per_image = 2 * layers * kv_heads * head_dim * sequence * element_bytes * 1.5
+    cached_tokens = (layers - cross_layers) * sequence + cross_layers * cross_attention_tokens
+    per_image = 2 * kv_heads * head_dim * cached_tokens * element_bytes * 1.5
     return int(max(1, min(MAX_AUTO_BATCH, 0.85 * free_bytes // per_image)))
 
 
-def _bitsandbytes_config(mode: str, compute_dtype):
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise LmmclfError(
-            f"--quantize {mode} needs bitsandbytes, which is not installed: `pip install bitsandbytes` "
-            "(or `pip install 'lmmclf[quant]'`), or pass --quantize none."
-        )
-    from transformers import BitsAndBytesConfig
-
-    if mode == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
-
-
-def _parameter_count(config) -> int:
-    """Parameters of a model, counted on the meta device (nothing allocated)."""
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(config)
-    return sum(p.numel() for p in model.parameters())
+def cross_attention_tokens(config: Any) -> int:
+    """Vision states one image gives each cross-attention layer (Mllama: tiles x (patches + class token)); 0 for other models."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    vision = getattr(config, "vision_config", None)
+    if not getattr(text_config, "cross_attention_layers", None) or vision is None:
+        return 0
+    patches = (vision.image_size // vision.patch_size) ** 2 + 1
+    return int(getattr(vision, "max_num_tiles", 1) * patches)
 
 
 def _image_tokens(config) -> int:
@@ -149,10 +121,17 @@ class HFBackend(LocalBatching, Backend):
             self.processor = AutoProcessor.from_pretrained(model_name, **load)
         except (OSError, ValueError) as exc:
             raise LmmclfError(f"Cannot load describe.model '{section.model}': {exc}") from exc
-        self.quantize = self._pick_quantization(config)
+        self.quantize = quantization.pick_quantization(section.quantize, self.device, config, section.model,
+                                                       lambda: quantization.parameter_count(config, AutoModelForImageTextToText))
+        if section.compile:  # refused before minutes of loading weights, not after
+            if not self.device.startswith("cuda"):
+                raise LmmclfError("describe.compile needs a CUDA device; on the CPU pass --no-compile.")
+            quantization.check_compile(self.quantize)
+        self.dtype = quantization.compute_dtype(self.quantize, section.dtype, self.dtype)
         kwargs: dict[str, Any] = {"dtype": self.dtype, **load}
-        if self.quantize != "none":
-            kwargs["quantization_config"] = _bitsandbytes_config(self.quantize, self.dtype)
+        quantization_config = quantization.transformers_config(self.quantize, self.dtype)
+        if quantization_config is not None:
+            kwargs["quantization_config"] = quantization_config
         if self.device.startswith("cuda"):
             # "cuda" spreads a model over all visible GPUs when one is not enough
             kwargs["device_map"] = "auto" if self.device == "cuda" else {"": self.device}
@@ -179,19 +158,6 @@ class HFBackend(LocalBatching, Backend):
         self._torch = torch
 
     # -- set-up ------------------------------------------------------------------------
-    def _pick_quantization(self, config) -> str:
-        mode = self.section.quantize
-        if mode != "auto":
-            if mode != "none" and not self.device.startswith("cuda"):
-                raise LmmclfError(f"--quantize {mode} needs a CUDA GPU (bitsandbytes); on the CPU pass --quantize none.")
-            return mode
-        if not self.device.startswith("cuda"):
-            return "none"
-        import torch
-
-        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
-        return choose_quantization(_parameter_count(config), free)
-
     def _auto_batch_size(self, config) -> int:
         if not self.device.startswith("cuda"):
             return CPU_BATCH_SIZE
@@ -204,7 +170,7 @@ class HFBackend(LocalBatching, Backend):
             tokens = max(0, hf_inputs.image_tokens(self.processor, self.text) - _PROMPT_TOKENS)
         except Exception:  # noqa: BLE001 - a processor that cannot encode a probe falls back to the config's guess
             tokens = _image_tokens(config)
-        return auto_batch_size(text_config, tokens, self.section.max_new_tokens, free, element)
+        return auto_batch_size(text_config, tokens, self.section.max_new_tokens, free, element, cross_attention_tokens(config))
 
     def _generate_kwargs(self, section: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -217,12 +183,7 @@ class HFBackend(LocalBatching, Backend):
             kwargs.update(temperature=section.temperature, top_p=section.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)  # silence sampling defaults of the model's config
-        if section.compile:
-            if not self.device.startswith("cuda"):
-                raise LmmclfError("describe.compile needs a CUDA device; on the CPU pass --no-compile.")
-            if self.quantize != "none":
-                raise LmmclfError(f"describe.compile does not work with bitsandbytes {self.quantize} weights (transformers cannot compile them); "
-                                  "pass --quantize none (a 13B model needs a 40 GB+ GPU) or --no-compile.")
+        if section.compile:  # checked before loading (__init__)
             # A static cache makes transformers compile the decode step (CUDA graphs): eager
             # decoding of a 13B model is bound by kernel launches, not by the GPU (docs/describe.md).
             kwargs["cache_implementation"] = "static"

@@ -32,6 +32,7 @@ from transformers import (
     StoppingCriteria,  # this module is imported only when the backend is used
 )
 
+from lmmclf.describe.backends import quantization
 from lmmclf.describe.backends.base import Backend, Job
 from lmmclf.describe.backends.local_batch import LocalBatching
 from lmmclf.devices import resolve_device, torch_dtype
@@ -143,8 +144,6 @@ class MiniGPT4Backend(LocalBatching, Backend):
         import sentencepiece
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from lmmclf.describe.backends.hf import _bitsandbytes_config
-
         ref = resolve_model_ref(section.model, section.revision, None, what="describe.model", load=True)
         if ref.kind == "hub":
             require_hub_model(ref.name, section.revision, "describe.model")
@@ -160,10 +159,13 @@ class MiniGPT4Backend(LocalBatching, Backend):
             self.sp = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer_file))
         except (OSError, ValueError) as exc:
             raise LmmclfError(f"Cannot load describe.model '{section.model}' (a Vicuna v0 folder with tokenizer.model): {exc}") from exc
-        self.quantize = self._pick_quantization(config)
+        self.quantize = quantization.pick_quantization(section.quantize, self.device, config, section.model,
+                                                       lambda: quantization.parameter_count(config, AutoModelForCausalLM))
+        self.dtype = quantization.compute_dtype(self.quantize, section.dtype, self.dtype)
         kwargs: dict[str, Any] = {"dtype": self.dtype, "revision": section.revision}
-        if self.quantize != "none":
-            kwargs["quantization_config"] = _bitsandbytes_config(self.quantize, self.dtype)
+        quantization_config = quantization.transformers_config(self.quantize, self.dtype)
+        if quantization_config is not None:
+            kwargs["quantization_config"] = quantization_config
         if self.device.startswith("cuda"):
             kwargs["device_map"] = "auto" if self.device == "cuda" else {"": self.device}
         try:
@@ -173,24 +175,6 @@ class MiniGPT4Backend(LocalBatching, Backend):
         if "device_map" not in kwargs:
             self.model.to(self.device)
         self.model.eval()
-
-    def _pick_quantization(self, config) -> str:
-        mode = self.section.quantize
-        if mode != "auto":
-            if mode != "none" and not self.device.startswith("cuda"):
-                raise LmmclfError(f"--quantize {mode} needs a CUDA GPU (bitsandbytes); on the CPU pass --quantize none.")
-            return mode
-        if not self.device.startswith("cuda"):
-            return "none"
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from lmmclf.describe.backends.hf import choose_quantization
-
-        with torch.device("meta"):
-            parameters = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
-        return choose_quantization(parameters, free)
 
     def _auto_batch_size(self) -> int:
         from lmmclf.describe.backends.hf import CPU_BATCH_SIZE, auto_batch_size
