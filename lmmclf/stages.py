@@ -174,6 +174,27 @@ def command(stage: str, dataset: str | None = None, extra: Sequence[str] = (), o
     return shlex.join([*words, *map(str, extra)])
 
 
+def with_option(command_line: str, flag: str, value: str) -> str:
+    """``command_line`` with ``flag`` set to ``value``: its existing value replaced, else appended.
+
+    A hint that changes one setting shows one ``--model`` (not the old one followed by the new).
+
+    Args:
+        command_line: a shell-quoted command (:func:`command`, or the one the user ran).
+        flag: the option, e.g. ``--model``.
+        value: its new value.
+    """
+    words = shlex.split(command_line)
+    for index, word in enumerate(words):
+        if word == flag and index + 1 < len(words):
+            words[index + 1] = value
+            return shlex.join(words)
+        if word.startswith(flag + "="):
+            words[index] = f"{flag}={value}"
+            return shlex.join(words)
+    return shlex.join([*words, flag, value])
+
+
 # -- key fields -----------------------------------------------------------------------------
 
 

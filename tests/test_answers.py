@@ -160,3 +160,32 @@ def test_what_was_sent_is_recorded_not_a_claim_of_sampling(runner, pets):
         sent = json.loads(handle.attrs["resolved_sent"])
         assert sent["seed"] == 3 and "temperature" in sent
         assert "may ignore" in handle.attrs["resolved_sampling"]
+
+
+def test_a_server_pinned_to_another_model_stops_the_run_and_names_its_model(runner, pets):
+    """`transformers serve MODEL` answers any other model name with 400 "Server is pinned to 'MODEL'"."""
+    with FakeOpenAIServer(accepted_fields=TRANSFORMERS_SERVE_FIELDS, pinned_model="/models/llava") as server:
+        result = _describe(runner, server, "--concurrency", "1", "--repetition-penalty", "1.0")
+        asked = len(server.requests)
+    assert result.exit_code == 1, result.output
+    assert asked == 3
+    error = " ".join(result.stderr.split("Error:", 1)[1].split())
+    assert "Server is pinned to '/models/llava'" in error and "--model /models/llava " in error
+    hint = error.split("`")[-2]  # the retry command: the model replaced, not a second --model after the first
+    assert hint.count("--model") == 1 and hint.startswith("lmmclf describe pets")
+    with FakeOpenAIServer(accepted_fields=TRANSFORMERS_SERVE_FIELDS, pinned_model="m") as server:
+        assert _describe(runner, server, "--repetition-penalty", "1.0").exit_code == 0
+
+
+def test_a_bare_internal_server_error_for_every_request_stops_early_and_points_at_the_server_log(runner, pets, tmp_path):
+    """What `transformers serve` answers when serving raises (no chat template, a model it cannot load)."""
+    config = tmp_path / "exp.yaml"
+    config.write_text("describe:\n  retry_backoff: 0\n  max_retries: 1\n")
+    with FakeOpenAIServer(script=["500_plain"] * 200) as server:
+        result = runner.invoke(app, ["-c", str(config), "describe", "pets", "--backend", "openai", "--base-url", server.url,
+                                     "--model", "m", "--concurrency", "1"])
+        asked = len(server.requests)
+    assert result.exit_code == 1, result.output
+    assert asked == 2 + 2 + 1 + 1  # image 1's 2 tries; image 2's second try is the 4th alike: then one each for two more
+    error = " ".join(result.stderr.split("Error:", 1)[1].split())
+    assert "HTTP 500: Internal Server Error" in error and "Stopped after the first 3" in error and "server's log" in error

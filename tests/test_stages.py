@@ -228,3 +228,11 @@ def test_cache_ls_tells_artifacts_of_one_stage_apart(runner, store):
     assert sorted(row["label"] for row in rows) == ["features=concat seeds=0", "features=concat seeds=1"]
     human = runner.invoke(app, ["cache", "ls"]).stderr  # a narrow terminal wraps the cell
     assert "params" in human and "seeds=1" in human and "seeds=0" in human
+
+
+def test_with_option_replaces_a_value_or_appends_the_option():
+    from lmmclf.stages import with_option
+
+    assert with_option("lmmclf describe pets --model m --json", "--model", "/models/x y") == "lmmclf describe pets --model '/models/x y' --json"
+    assert with_option("lmmclf describe pets --model=m", "--model", "n") == "lmmclf describe pets --model=n"
+    assert with_option("lmmclf describe pets", "--repetition-penalty", "1.0") == "lmmclf describe pets --repetition-penalty 1.0"

@@ -13,7 +13,6 @@ Never lose work:
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -190,9 +189,10 @@ def nothing_usable(summary: DescribeSummary) -> str | None:
     """
     retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
     if summary.fix:  # the failure names the setting that avoids it: the retry carries the change
-        from lmmclf.stages import command
+        from lmmclf.stages import command, with_option
 
-        again = f"{summary.retry_command} {shlex.join(summary.fix)}" if summary.retry_command else command("describe", extra=summary.fix)
+        flag, value = summary.fix
+        again = with_option(summary.retry_command, flag, value) if summary.retry_command else command("describe", extra=summary.fix)
         retry = f"`{again}`"
     if summary.stopped:  # even when earlier runs left usable images: the settings are what is wrong
         return f"{summary.stopped}; {'run' if summary.fix else 'fix the cause, then run'} {retry}."

@@ -21,9 +21,13 @@ repeats the request's Authorization header, to prove lmmclf scrubs it), and the 
   an answer cut by ``max_tokens`` (``finish_reason: "length"``), one cut right after its
   preamble, special tokens left in, a ``<think>`` block, a single sentence.
 
-``accepted_fields`` reproduces ``transformers serve`` (transformers 4.5x, recorded): a request
-with a field outside that set gets HTTP 422 ``{"detail": "Unexpected fields in the request:
-{'repetition_penalty'}"}``; :data:`TRANSFORMERS_SERVE_FIELDS` is the set it accepts.
+``accepted_fields`` reproduces ``transformers serve`` (transformers 5.24, read from its source and
+checked against the real server): a request with a field outside that set gets HTTP 422
+``{"detail": "Unexpected fields in the request: {'repetition_penalty'}"}``;
+:data:`TRANSFORMERS_SERVE_FIELDS` is the set it accepts. ``pinned_model`` reproduces ``transformers
+serve MODEL``: another model name gets HTTP 400 ``{"detail": "Server is pinned to 'MODEL'; requested
+'NAME'."}``. ``500_plain`` is its answer to any exception (no chat template, a model it cannot
+load): a bare text/plain "Internal Server Error".
 
 Faults come from a global ``script`` consumed in arrival order, and/or per image (by the
 sha256 of the image bytes) for its successive requests. The server is bounded: it stops by
@@ -40,7 +44,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
-FAULTS = ("ok", "500", "429", "timeout", "malformed", "drop", "reject", "empty", "echo_auth",
+FAULTS = ("ok", "500", "500_plain", "429", "timeout", "malformed", "drop", "reject", "empty", "echo_auth",
           "echo_auth_at", "echo_auth_forms", "trickle", "trickle_headers", "huge")
 
 
@@ -75,11 +79,34 @@ ODD_SHAPES: dict[str, Any] = {
 }
 
 
-# the request fields `transformers serve` accepts for chat completions (others: 422); it logs, and
-# ignores, the sampling ones for some models, so a sampled request is not proof of a sampled answer
-TRANSFORMERS_SERVE_FIELDS = frozenset({"model", "messages", "max_tokens", "temperature", "top_p", "seed", "stream",
-                                       "stop", "n", "frequency_penalty", "presence_penalty", "logit_bias",
-                                       "response_format", "tools", "tool_choice", "user", "max_completion_tokens"})
+# What `transformers serve` (transformers 5.24, checked against the real server in
+# tests/test_describe_serve.py) does with a chat-completions request, read from
+# transformers/cli/serving/utils.py and chat_completion.py:
+# - BaseHandler._validate_request (utils.py:1179-1190): a field outside
+#   TransformersCompletionCreateParamsStreaming (openai's CompletionCreateParamsStreaming keys plus
+#   generation_config, seed, chat_template_kwargs; chat_completion.py:63-66) is HTTP 422
+#   {"detail": "Unexpected fields in the request: {'repetition_penalty'}"}, before the model is
+#   loaded; the fields of UNUSED_CHAT_COMPLETION_FIELDS (n, presence_penalty, user...) are accepted,
+#   logged once and ignored (chat_completion.py:72-92);
+# - BaseHandler._resolve_model (utils.py:1199-1212): a server started with a model (`transformers
+#   serve MODEL`) answers any other name with 400 {"detail": "Server is pinned to 'MODEL'; requested 'NAME'."};
+# - BaseHandler._build_generation_config (utils.py:1224-1272): temperature 0 turns sampling off,
+#   other temperatures and top_p are set on the model's generation config but do_sample is left as
+#   that config has it (False unless its generation_config.json says otherwise): transformers logs
+#   "`do_sample` is not set to `True`. However, `top_p` is set to `0.9`" and decodes greedily;
+#   seed re-seeds torch. A sampled request is not proof of a sampled answer;
+# - an exception while serving (a model without a chat template, a model name it cannot load)
+#   is Starlette's bare HTTP 500, text/plain "Internal Server Error", the same for every request;
+# - answers are decoded with skip_special_tokens=True (utils.py:889, GenerateManager.generate_non_streaming),
+#   so only tokens the tokenizer does not mark special (an added token such as "<|video_pad|>") are left in.
+TRANSFORMERS_SERVE_FIELDS = frozenset({
+    "audio", "chat_template_kwargs", "frequency_penalty", "function_call", "functions", "generation_config",
+    "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "messages", "metadata", "modalities", "model",
+    "moderation", "n", "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key",
+    "prompt_cache_options", "prompt_cache_retention", "reasoning_effort", "response_format", "safety_identifier",
+    "seed", "service_tier", "stop", "store", "stream", "stream_options", "temperature", "tool_choice", "tools",
+    "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+})
 
 
 def _cut(text: str) -> str:
@@ -120,12 +147,14 @@ class FakeOpenAIServer:
         trickle_interval: seconds between two bytes of a ``trickle`` or ``trickle_headers`` answer.
         huge_bytes: the length of a ``huge`` answer's text.
         accepted_fields: when set, requests with other fields get 422 as ``transformers serve`` does.
+        pinned_model: when set, requests for another model get 400 as ``transformers serve MODEL`` answers them.
     """
 
     def __init__(self, script: Iterable[str] = (), per_image: dict[str, list[str]] | None = None,
                  slow_seconds: float = 2.0, lifetime: float = 120.0, max_requests: int = 10_000, k: int = 10,
                  echo_offset: int = 0, echo_status: int = 400, trickle_interval: float = 0.5,
-                 huge_bytes: int = 8 * 2**20, accepted_fields: Iterable[str] | None = None):
+                 huge_bytes: int = 8 * 2**20, accepted_fields: Iterable[str] | None = None,
+                 pinned_model: str | None = None):
         for fault in [*script, *(f for faults in (per_image or {}).values() for f in faults)]:
             if fault not in FAULTS and fault.removeprefix("odd:") not in ODD_SHAPES and fault.removeprefix("answer:") not in ANSWER_SHAPES:
                 known = [*FAULTS, *(f"odd:{name}" for name in ODD_SHAPES), *(f"answer:{name}" for name in ANSWER_SHAPES)]
@@ -135,6 +164,7 @@ class FakeOpenAIServer:
         self.trickle_interval = trickle_interval
         self.huge_bytes = huge_bytes
         self.accepted_fields = frozenset(accepted_fields) if accepted_fields is not None else None
+        self.pinned_model = pinned_model
         self._lock = threading.Lock()
         self._script = list(script)
         self._per_image = {sha: list(faults) for sha, faults in (per_image or {}).items()}
@@ -221,6 +251,9 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if unexpected:  # transformers serve validates fields before anything else
                 server.record({"image": sha, "fault": "422", "fields": sorted(request)})
                 return self._send(422, {"detail": f"Unexpected fields in the request: {set(unexpected)}"})
+            if server.pinned_model is not None and request.get("model") not in (None, server.pinned_model):
+                server.record({"image": sha, "fault": "400", "fields": sorted(request)})
+                return self._send(400, {"detail": f"Server is pinned to '{server.pinned_model}'; requested '{request.get('model')}'."})
             fault = server.next_fault(sha)
             auth = self.headers.get("authorization", "")
             server.record({"image": sha, "fault": fault, "authorization": auth, "model": request.get("model"),
@@ -244,6 +277,9 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def _fault_500(self, *args) -> None:
             self._send(500, {"error": {"message": "internal error (injected)"}})
+
+        def _fault_500_plain(self, *args) -> None:  # Starlette's answer to an unhandled exception
+            self._send_raw(500, b"Internal Server Error", "text/plain; charset=utf-8")
 
         def _fault_429(self, *args) -> None:
             self._send(429, {"error": {"message": "rate limited (injected)"}}, {"Retry-After": "0"})

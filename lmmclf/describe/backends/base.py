@@ -54,8 +54,8 @@ class Answer:
         systemic: the failure comes from the server or the settings, not from this image (a
             rejected request field, the same server error for every image): the same request
             fails alike for every image, so the run stops after the first few (runner).
-        fix: for a systemic failure, the command-line words that avoid it (e.g.
-            ``("--repetition-penalty", "1.0")``), added to the retry command the run prints.
+        fix: for a systemic failure, the option and value that avoid it (e.g.
+            ``("--repetition-penalty", "1.0")``), set in the retry command the run prints.
     """
 
     id: str

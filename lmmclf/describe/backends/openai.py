@@ -11,9 +11,12 @@ valid JSON without an answer (see :mod:`.openai_response`), a response over the 
 
 Some failures are the server's or the settings' doing, the same for every image: a field the
 server refuses (``transformers serve`` answers 422 "Unexpected fields" to ``repetition_penalty``;
-the failure names ``--repetition-penalty 1.0``, which stops sending it), 401/403/404/405, and a
-500/501 whose body is the same :data:`SAME_ERROR_TIMES` times in a row, to several images (a model without a
-chat template), which is then no longer retried. Such answers are marked ``systemic`` and the
+the failure names ``--repetition-penalty 1.0``, which stops sending it), 401/403/404/405, a model
+name a server pinned to another model refuses (``transformers serve MODEL`` answers 400 "Server is
+pinned to ..."; the failure names ``--model MODEL``), and a 500/501 whose body is the same
+:data:`SAME_ERROR_TIMES` times in a row, to several images (``transformers serve`` answers a bare
+"Internal Server Error" to a model without a chat template or one it cannot load), which is then
+no longer retried. Such answers are marked ``systemic`` and the
 runner stops a run that begins with a few of them. ``finish_reason: "length"`` marks an answer
 ``truncated``. What was sent (sampling fields included) is recorded in the artifact
 (``resolved_sent``): a server may ignore sampling fields, so a request is all lmmclf can vouch for.
@@ -37,6 +40,7 @@ import io
 import math
 import queue
 import random
+import re
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Iterable, Iterator
@@ -85,6 +89,9 @@ class _Rejected(Exception):
 # `transformers serve` answers 422 "Unexpected fields in the request" to repetition_penalty.
 _OPTIONAL_FIELDS = {"repetition_penalty": ("--repetition-penalty", "1.0")}
 _SYSTEMIC_STATUS = {401, 403, 404, 405}  # a key, a route or a model name: wrong for every image alike
+# `transformers serve MODEL` answers any other model name with 400 {"detail": "Server is pinned to
+# 'MODEL'; requested 'NAME'."} (transformers/cli/serving/utils.py, BaseHandler._resolve_model)
+_PINNED = re.compile(r"pinned to '([^']+)'")
 # 500/501 with the same body this many times in a row, to more than one image, with no success
 # between, is the server's setup (e.g. a model without a chat template), not a passing fault: not
 # retried further. 502-504 (gateways, overload) stay retried.
@@ -216,7 +223,8 @@ class OpenAIBackend(Backend):
                               systemic=exc.systemic, fix=exc.fix)
             except _Retryable as exc:
                 if exc.status in _DETERMINISTIC_5XX and self._note_error(job.id, str(exc)):
-                    reason = f"{exc} (the same answer {SAME_ERROR_TIMES} times in a row, to several images: the server's setup, not retried)"
+                    reason = (f"{exc} (the same answer {SAME_ERROR_TIMES} times in a row, to several images: the server's setup, "
+                              "not retried; the server's log says why, e.g. a model it cannot load or one without a chat template)")
                     return Answer(job.id, None, error=self._reason(reason), retries=retries, systemic=True)
                 if retries >= self.section.max_retries:
                     reason = f"gave up after {retries + 1} tries: {exc}"
@@ -355,6 +363,10 @@ def _rejection(status: int, detail: str, payload: dict[str, Any]) -> _Rejected:
         if name in payload and name in detail:
             return _Rejected(f"{detail} (the server does not accept {name}; {' '.join(fix)} stops sending it)",
                              systemic=True, fix=fix)
+    pinned = _PINNED.search(detail)
+    if pinned:  # `transformers serve MODEL` serves that model only, under exactly that name
+        return _Rejected(f"{detail} (the server serves only {pinned.group(1)!r}; --model {pinned.group(1)} asks for it)",
+                         systemic=True, fix=("--model", pinned.group(1)))
     systemic = status in _SYSTEMIC_STATUS or "unexpected field" in detail.lower()
     return _Rejected(detail, systemic=systemic)
 
