@@ -64,17 +64,24 @@ def train_llama_like_tokenizer(vocab_size: int = 320):
     )
 
 
-def _train_bert_like_tokenizer(vocab_size: int = 200):
-    """A WordPiece tokenizer with BERT's special tokens (InstructBLIP's Q-Former reads BERT ids)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def _train_bert_like_tokenizer():
+    """A WordPiece tokenizer with BERT's special tokens (InstructBLIP's Q-Former reads BERT ids).
+
+    Its vocabulary is listed, not trained: ``WordPieceTrainer`` numbers the tokens differently in
+    every process, so the Q-Former's ids, and with them the tiny InstructBLIPs' answers, changed
+    from one test run to the next (in some runs every image got the same answer).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({word.lower() for word in _WORDS})
+    letters = sorted({letter for word in words for letter in word})
+    tokens = dict.fromkeys(specials + words + letters + ["##" + letter for letter in letters])
+    tok = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(tokens)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )

@@ -10,7 +10,9 @@ families"):
 - the image axis: tiling processors (LLaVA-NeXT, OneVision, Idefics3, SmolVLM) give each image
   its own number of crops, so per-image tensors differ in shape. :func:`collate` zero-pads every
   non-batch axis to the batch's largest; those models drop all-zero crops (Idefics3) or slice
-  each image's crops by its ``image_sizes`` (LLaVA-NeXT), so a padded batch equals single runs;
+  each image's crops by its ``image_sizes`` (LLaVA-NeXT), so a padded batch equals single runs.
+  InternVL's ``pixel_values`` are flat (crop, ...), every image's crops in a row: concatenating
+  along the first axis, as for any tensor, is already its batch layout;
 - sequence-aligned tensors (ids, masks, Mllama's ``cross_attention_mask``) are padded on the
   LEFT, the side batched generation needs (LLaVA #1149, #1305); the Q-Former's BERT ids on the right.
 """
