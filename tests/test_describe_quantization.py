@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
 from types import SimpleNamespace
 
 import h5py
@@ -158,3 +159,11 @@ def test_torchao_import_notes_are_not_printed():
                              "opaque value type.", (), None)
     other = logger.makeRecord(logger.name, logging.WARNING, __file__, 1, "something else", (), None)
     assert not logger.filter(note) and logger.filter(other)
+
+
+@needs_torchao
+def test_a_torchao_that_cannot_be_imported_is_one_sentence(monkeypatch):
+    """A torchao built for another torch release fails on import: say so, with what to do."""
+    monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # makes `from torchao.quantization import ...` raise ImportError
+    with pytest.raises(LmmclfError, match="torchao is installed but cannot be imported .*; install the torchao release made for your torch"):
+        quantization.transformers_config("int8-torchao", None)

@@ -154,9 +154,12 @@ def _torchao_config(mode: str):
             f"--quantize {mode} needs torchao, which is not installed: `pip install 'lmmclf[torchao]'` "
             "(torchao's release must match your torch; see docs/describe.md), or pass --quantize none."
         )
-    from transformers import TorchAoConfig
-
-    from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
+    try:
+        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig
+        from transformers import TorchAoConfig
+    except ImportError as exc:  # a torchao built for another torch release
+        raise LmmclfError(f"--quantize {mode}: torchao is installed but cannot be imported ({exc}); install the torchao release "
+                          "made for your torch (see docs/describe.md), or pass --quantize none.") from exc
 
     if mode == "int8-torchao":
         return TorchAoConfig(Int8WeightOnlyConfig())
