@@ -5,7 +5,11 @@ Heavy dependencies (torch, transformers, open_clip) are imported only inside the
 that need them, so that ``import lmmclf`` and ``lmmclf --help`` stay fast.
 """
 
+from lmmclf import library_logs
+
 __version__ = "0.1.0"
+
+library_logs.install()
 
 
 def __getattr__(name: str):

@@ -60,24 +60,6 @@ def print_always(*objects, **kwargs) -> None:
         console.quiet = quiet
 
 
-class _DropLibraryNotes(logging.Filter):
-    """Drops log records meant for a library's maintainers, not for whoever runs a command.
-
-    torch logs a deprecation note for each of torchao's enums when torchao is imported, which
-    transformers does whenever it loads a config once torchao is installed: two lines in front of
-    every describe, embed or predict.
-    """
-
-    NOTES = ("is an Enum subclass and is now natively supported by torch.compile",)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(note in message for note in self.NOTES)
-
-
-logging.getLogger("torch.utils._pytree").addFilter(_DropLibraryNotes())
-
-
 # Read by these libraries when they are imported (after the CLI has parsed -q): tqdm >= 4.66
 # takes TQDM_* as defaults for every bar, huggingface_hub its download bars, transformers its
 # logger level ("Loading weights", "Writing model shards" are transformers/tqdm bars).
