@@ -163,6 +163,7 @@ class HFBackend(LocalBatching, Backend):
             return CPU_BATCH_SIZE
         import torch
 
+        torch.cuda.empty_cache()  # blocks cached while loading (e.g. fp16 weights before quantization) are free to use
         free, _ = torch.cuda.mem_get_info(self.input_device)
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config.text_config
         element = 2 if self.dtype in (torch.float16, torch.bfloat16) else 4

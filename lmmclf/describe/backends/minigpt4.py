@@ -182,6 +182,7 @@ class MiniGPT4Backend(LocalBatching, Backend):
         if not self.device.startswith("cuda"):
             return CPU_BATCH_SIZE
         torch = self._torch
+        torch.cuda.empty_cache()  # blocks cached while loading (e.g. fp16 weights before quantization) are free to use
         free, _ = torch.cuda.mem_get_info(self.vision_device)
         element = 2 if self.dtype in (torch.float16, torch.bfloat16) else 4
         return auto_batch_size(self.model.config, self.num_query_tokens, self.section.max_new_tokens, free, element)
