@@ -172,3 +172,15 @@ def test_a_torchao_that_cannot_be_imported_is_one_sentence(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # makes `from torchao.quantization import ...` raise ImportError
     with pytest.raises(LmmclfError, match="torchao is installed but cannot be imported .*; install the torchao release made for your torch"):
         quantization.transformers_config("int8-torchao", None)
+
+
+def test_int4_torchao_needs_a_gpu_with_the_tinygemm_kernel(monkeypatch):
+    """tinygemm needs compute capability 8.0 (an RTX 3090 is 8.6); a T4 (7.5) is refused, and auto takes bitsandbytes' 4-bit there."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    with pytest.raises(LmmclfError, match="compute capability 8.0 or newer .*; pass --quantize int8-torchao or 4bit"):
+        quantization.pick_quantization("int4-torchao", "cuda", SimpleNamespace(), "m", lambda: 1)
+    assert quantization.choose_quantization(13_350_000_000, 12 << 30, torchao=True, int4_kernel=False) == "4bit"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 6))
+    assert quantization.pick_quantization("int4-torchao", "cuda", SimpleNamespace(), "m", lambda: 1) == "int4-torchao"

@@ -6,7 +6,8 @@ The modes of ``describe.quantize`` and what each needs:
 - ``int8-torchao`` / ``int4-torchao``: torchao weight-only schemes through transformers'
   ``TorchAoConfig``. The weights stay ordinary tensors (subclasses), so the static KV cache and
   ``torch.compile`` work (``--compile``): the path that makes a 13B model fast on a 24 GB card.
-  int8 runs on CUDA and the CPU; int4 uses the tinygemm CUDA kernel (bfloat16, CUDA only);
+  int8 runs on CUDA and the CPU; int4 uses the tinygemm kernel (bfloat16, CUDA compute capability
+  8.0+: an RTX 3090 has it, a T4 or V100 does not, where ``auto`` takes bitsandbytes' 4-bit instead);
 - ``8bit`` / ``4bit``: bitsandbytes LLM.int8 / NF4. CUDA only, eager decoding only (transformers
   cannot compile them), so several times slower than torchao with ``--compile``;
 - ``auto``: on CUDA the widest format whose weights fit the free memory (:func:`choose_quantization`),
@@ -40,7 +41,8 @@ def torchao_installed() -> bool:
     return importlib.util.find_spec("torchao") is not None
 
 
-def choose_quantization(parameters: int, free_bytes: int, headroom: int = 2 * GiB, torchao: bool | None = None) -> str:
+def choose_quantization(parameters: int, free_bytes: int, headroom: int = 2 * GiB, torchao: bool | None = None,
+                        int4_kernel: bool = True) -> str:
     """The widest weight format whose weights (+15% and ``headroom``) fit in ``free_bytes``.
 
     Args:
@@ -48,18 +50,27 @@ def choose_quantization(parameters: int, free_bytes: int, headroom: int = 2 * Gi
         free_bytes: free GPU memory.
         headroom: memory kept for activations and the KV cache of a small batch.
         torchao: use the torchao schemes (compile-friendly); default: whether torchao is installed.
+        int4_kernel: the GPU runs torchao's int4 kernel (compute capability 8.0+); else 4-bit is bitsandbytes'.
 
     Raises:
         LmmclfError: not even 4-bit fits.
     """
     torchao = torchao_installed() if torchao is None else torchao
-    for mode in ("none", *(TORCHAO if torchao else BITSANDBYTES)):
+    four_bit = "int4-torchao" if torchao and int4_kernel else "4bit"
+    for mode in ("none", "int8-torchao" if torchao else "8bit", four_bit):
         if parameters * BYTES_PER_PARAMETER[mode] * 1.15 + headroom <= free_bytes:
             return mode
     raise LmmclfError(
         f"The describe model ({parameters / 1e9:.1f}B parameters) does not fit in {free_bytes / GiB:.1f} GiB of free GPU "
         "memory even in 4-bit; free the GPU, use a smaller --model, or serve it with vLLM on more GPUs (--backend openai)."
     )
+
+
+def int4_kernel_runs(device: str) -> bool:
+    """Whether torchao's int4 kernel (tinygemm: bfloat16 tensor cores) runs on ``device``: compute capability 8.0+ (RTX 30xx on)."""
+    import torch
+
+    return torch.cuda.get_device_capability(torch.device(device))[0] >= 8
 
 
 def parameter_count(config: Any, auto_class: Any) -> int:
@@ -95,6 +106,9 @@ def pick_quantization(mode: str, device: str, model_config: Any, model: str, cou
         raise LmmclfError(f"--quantize {mode} needs a CUDA GPU (bitsandbytes); on the CPU pass --quantize int8-torchao or none.")
     if mode == "int4-torchao" and not cuda:
         raise LmmclfError("--quantize int4-torchao needs a CUDA GPU (torchao's int4 kernel); on the CPU pass --quantize int8-torchao or none.")
+    if mode == "int4-torchao" and not int4_kernel_runs(device):
+        raise LmmclfError("--quantize int4-torchao needs a GPU of compute capability 8.0 or newer (RTX 30xx, A100 and later) "
+                          "for torchao's int4 kernel; pass --quantize int8-torchao or 4bit.")
     if mode != "auto":
         return mode
     if not cuda:
@@ -102,7 +116,7 @@ def pick_quantization(mode: str, device: str, model_config: Any, model: str, cou
     import torch
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return choose_quantization(count_parameters(), free)
+    return choose_quantization(count_parameters(), free, int4_kernel=int4_kernel_runs(device))
 
 
 def compute_dtype(mode: str, configured: str, resolved):
