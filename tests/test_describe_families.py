@@ -173,3 +173,33 @@ def test_paligemma_does_not_warn_per_image(backends, jobs):
     ours = [record.getMessage() for record in records[len(bare):]]
     assert not [message for message in ours if "PaliGemmaProcessor" in message]
     assert all(count == 1 for count in Counter(ours).values())  # whatever else transformers says, it says it once
+
+
+def test_command_line_batch_of_mixed_sizes_equals_one_at_a_time(tmp_path, isolated_user_dirs, runner):
+    """Through `lmmclf describe` as a user runs it: a tiling family, a folder of mixed sizes, batch 4 then batch 1."""
+    import json
+
+    import h5py
+    import numpy as np
+
+    from lmmclf.cli.app import app
+    from lmmclf.datasets import register
+
+    rng = np.random.default_rng(5)
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            for i, (width, height) in enumerate([*SIZES, (320, 240)]):  # + a UCF-101 frame's size
+                path = tmp_path / "data" / split / label / f"{label}{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_image(path, rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    register("mixed", tmp_path / "data", "imagefolder")
+    model = BUILDERS["idefics3"](tmp_path / "idefics3")
+    raws = []
+    for batch in ("4", "1"):
+        result = runner.invoke(app, ["describe", "mixed", "--model", str(model), "--device", "cpu", "--quantize", "none",
+                                     "--max-new-tokens", str(NEW_TOKENS), "--batch-size", batch, "--split", "train", "--json",
+                                     "--force"])
+        summary = json.loads(result.stdout)  # every answer is token soup: failures, still recorded with their raw text
+        with h5py.File(summary["artifact"], "r") as handle:
+            raws.append(list(handle["raw"][...]))
+    assert raws[0] == raws[1] and len(raws[0]) == 10 and len(set(raws[0])) > 1
