@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -243,3 +244,15 @@ def test_describe_command_runs_through_the_backend(runner, parts, tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
     assert summary["total"] == 9 and summary["tokens"] == 9 * 6
     assert all("no list in the answer" in e or "token budget" in e for e in summary["failure_examples"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="torchao is not installed")
+def test_the_llm_loads_in_torchao_int8(parts, pictures):
+    """MiniGPT-4's Vicuna takes the same quantization modes as the hf backend (describe/backends/quantization.py)."""
+    from lmmclf.describe.backends.minigpt4 import MiniGPT4Backend
+
+    quantized = MiniGPT4Backend(_section(parts, quantize="int8-torchao"), PROMPT)
+    weight = quantized.model.model.layers[0].self_attn.q_proj.weight
+    assert type(weight).__module__.startswith("torchao") and quantized.resolved()["quantize"] == "int8-torchao"
+    answers = quantized.describe_batch([Job(p.name, p) for p in pictures[:2]])
+    assert all(answer.text for answer in answers)
