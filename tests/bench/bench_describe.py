@@ -268,15 +268,16 @@ def full_size_benchmark(config: dict[str, Any], batch: int, new_tokens: int, ban
 def _four_bit(model, config, inputs, batch, new_tokens, bandwidth, prompt_len) -> float:
     """Save the random fp16 model and reload it through the real 4-bit path (``from_pretrained``)."""
     import torch
-    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+    from transformers import AutoModelForImageTextToText
+
+    from lmmclf.describe.backends.quantization import transformers_config
 
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         del model
         torch.cuda.empty_cache()
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16)
-        model = AutoModelForImageTextToText.from_pretrained(tmp, quantization_config=quantization, dtype=torch.float16,
-                                                            device_map={"": 0})
+        model = AutoModelForImageTextToText.from_pretrained(tmp, quantization_config=transformers_config("4bit", torch.float16),
+                                                            dtype=torch.float16, device_map={"": 0})
     bound = bandwidth_bound(model, config, batch, prompt_len, new_tokens, bandwidth)
     seconds = time_generation(model, inputs, new_tokens)
     report("4-bit", seconds, batch, new_tokens, bound)

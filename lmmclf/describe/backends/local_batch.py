@@ -16,6 +16,11 @@ from lmmclf.describe.backends.base import Answer, Job
 class LocalBatching:
     """Mixin for in-process backends (``hf``, ``minigpt4``): ``describe_batch`` with per-image failures and OOM halving."""
 
+    @property
+    def batch_size(self) -> int:
+        """The current batch size: the configured or automatic one, halved by out-of-memory errors."""
+        return self._batch_size
+
     def _prepare(self, job: Job) -> Any:
         """One image made ready for generation (raises for an unreadable image)."""
         raise NotImplementedError

@@ -207,10 +207,6 @@ class MiniGPT4Backend(LocalBatching, Backend):
         kwargs.update(overrides)
         return kwargs
 
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
     def resolved(self) -> dict[str, Any]:
         return {
             "device": self.device,
