@@ -145,11 +145,14 @@ def test_collate_pads_crops_and_sequence_axes():
 
 
 def test_paligemma_does_not_warn_per_image(backends, jobs):
-    """PaliGemma's processor warns on every image whose prompt lacks ``<image>`` (thousands of lines); describe's prompt has it."""
+    """PaliGemma's processor warns on every image whose prompt lacks ``<image>`` (thousands of lines); describe's prompt has it.
+
+    What transformers says and how it words it is its own; the contract is that describing a batch and each image
+    alone repeats no log record of the libraries.
+    """
     import logging
     from collections import Counter
 
-    from PIL import Image
     from transformers.utils import logging as hf_logging
 
     backend = backends("paligemma")
@@ -161,18 +164,15 @@ def test_paligemma_does_not_warn_per_image(backends, jobs):
     hf_logging.set_verbosity_warning()
     hf_logging.get_logger("transformers").addHandler(handler)
     try:
-        with Image.open(jobs[0].path) as image:  # the capture works: the bare prompt warns
-            backend.processor(images=[image.convert("RGB")], text=[PROMPT])
-        bare = [record.getMessage() for record in records]
+        hf_logging.get_logger("transformers.lmmclf_probe").warning("the capture works")
+        assert [record.getMessage() for record in records] == ["the capture works"]
         answers = backend.describe_batch(jobs) + [backend.describe_batch([job])[0] for job in jobs]
     finally:
         hf_logging.get_logger("transformers").removeHandler(handler)
         hf_logging.set_verbosity(verbosity)
-    assert len(bare) == 1 and "<image>" in bare[0]
     assert all(answer.ok for answer in answers)
-    ours = [record.getMessage() for record in records[len(bare):]]
-    assert not [message for message in ours if "PaliGemmaProcessor" in message]
-    assert all(count == 1 for count in Counter(ours).values())  # whatever else transformers says, it says it once
+    ours = [record.getMessage() for record in records[1:]]
+    assert all(count == 1 for count in Counter(ours).values())  # whatever transformers says, it says it once, not per image
 
 
 def test_command_line_batch_of_mixed_sizes_equals_one_at_a_time(tmp_path, isolated_user_dirs, runner):

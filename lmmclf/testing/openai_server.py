@@ -27,7 +27,9 @@ checked against the real server): a request with a field outside that set gets H
 :data:`TRANSFORMERS_SERVE_FIELDS` is the set it accepts. ``pinned_model`` reproduces ``transformers
 serve MODEL``: another model name gets HTTP 400 ``{"detail": "Server is pinned to 'MODEL'; requested
 'NAME'."}``. ``500_plain`` is its answer to any exception (no chat template, a model it cannot
-load): a bare text/plain "Internal Server Error".
+load) up to 5.24: a bare text/plain "Internal Server Error"; ``400_no_template`` is what 5.25 answers
+for a model without a chat template instead: HTTP 400 ``{"detail": "Cannot use apply_chat_template
+because this processor does not have a chat template."}``.
 
 Faults come from a global ``script`` consumed in arrival order, and/or per image (by the
 sha256 of the image bytes) for its successive requests. The server is bounded: it stops by
@@ -44,7 +46,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
-FAULTS = ("ok", "500", "500_plain", "429", "timeout", "malformed", "drop", "reject", "empty", "echo_auth",
+FAULTS = ("ok", "500", "500_plain", "400_no_template", "429", "timeout", "malformed", "drop", "reject", "empty", "echo_auth",
           "echo_auth_at", "echo_auth_forms", "trickle", "trickle_headers", "huge")
 
 
@@ -280,6 +282,9 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def _fault_500_plain(self, *args) -> None:  # Starlette's answer to an unhandled exception
             self._send_raw(500, b"Internal Server Error", "text/plain; charset=utf-8")
+
+        def _fault_400_no_template(self, *args) -> None:  # transformers serve 5.25, a model without a chat template
+            self._send(400, {"detail": "Cannot use apply_chat_template because this processor does not have a chat template."})
 
         def _fault_429(self, *args) -> None:
             self._send(429, {"error": {"message": "rate limited (injected)"}}, {"Retry-After": "0"})
