@@ -328,8 +328,8 @@ def _loader_settings(cfg, device: str):
 
 
 def _resolve_config(config: Any, dataset: str | None):
-    from lmmclf.cli.common import for_dataset
     from lmmclf.config import ExperimentConfig, load_config
+    from lmmclf.config_sets import for_dataset
 
     cfg = config if isinstance(config, ExperimentConfig) else load_config(Path(config) if config is not None else None)
     if dataset:

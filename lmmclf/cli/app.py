@@ -165,7 +165,7 @@ def main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     """Global options go before the command (after it they are moved there)."""
-    from lmmclf.config import parse_set
+    from lmmclf.config_sets import parse_set
     from lmmclf.errors import ConfigError
 
     sets = tuple(settings or ())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import sys
@@ -12,7 +11,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from lmmclf.config import ExperimentConfig, apply_sets, load_config
+from lmmclf.config import ExperimentConfig, load_config
+from lmmclf.config_sets import apply_sets, for_dataset
 from lmmclf.console import console
 from lmmclf.errors import ConfigError, LmmclfError, storage_errno, storage_error
 from lmmclf.store import ArtifactStore
@@ -80,24 +80,6 @@ def _not_a_flag_value(ctx: typer.Context, dataset: str) -> None:
     if dataset not in read_registry() and dataset not in ADAPTERS:
         raise typer.BadParameter(f"'{dataset}' is not a dataset: flags such as --json and --force take no value "
                                  f"(write --json, not --json {dataset}).", ctx=ctx, param_hint="DATASET")
-
-
-def for_dataset(cfg: ExperimentConfig, dataset: str, sets: tuple[str, ...] = ()) -> ExperimentConfig:
-    """``cfg`` run on the positional ``dataset``.
-
-    The config's ``dataset.root`` and ``dataset.type`` describe its ``dataset.name``: applied to
-    another name they would read that dataset's images under the wrong name (and store them so).
-    So when the names differ, ``dataset`` resolves through the registry alone; a root or type given
-    by ``--set`` without ``--set dataset.name`` is kept, being meant for whatever dataset runs.
-    """
-    named = cfg.dataset.name
-    if named is None or named == dataset or (cfg.dataset.root is None and cfg.dataset.type is None):
-        return cfg.override("dataset", name=dataset)
-    set_keys = {text.partition("=")[0].strip() for text in sets}
-    keep_set = "dataset.name" not in set_keys
-    root = cfg.dataset.root if keep_set and "dataset.root" in set_keys else None
-    type_name = cfg.dataset.type if keep_set and "dataset.type" in set_keys else None
-    return dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, name=dataset, root=root, type=type_name))
 
 
 def override_flags(ctx: typer.Context, cfg: ExperimentConfig, section: str, flags: Optional[dict[str, str]] = None,
