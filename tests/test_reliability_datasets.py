@@ -208,3 +208,15 @@ def test_broken_frame_found_when_the_video_is_hashed_again(ucf, store, monkeypat
     again = load_dataset(cfg, store)
     assert frame.read_bytes() == good and [Path(r.source) for r in again.repaired] == [frame]
     assert again.fingerprint == first.fingerprint
+
+
+def test_a_video_listed_in_both_splits_is_named_with_both_files(ucf, runner):
+    """A trainlist line repeated in the testlist is one id twice; the check is one pass, not a count per id."""
+    lists = ucf / "ucfTrainTestlist"
+    line = (lists / "trainlist01.txt").read_bytes().split(b"\r\n")[0].split(b" ")[0]
+    with open(lists / "testlist01.txt", "ab") as handle:
+        handle.write(line + b"\r\n")
+    result = cli(runner, "--set", f"dataset.root={ucf}", "--set", "dataset.decode_workers=1", "datasets", "info", "ucf101")
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())
+    assert "is used twice, both times for" in message and message.count(Path(line.decode()).stem) == 2  # the id and the file

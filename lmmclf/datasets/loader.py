@@ -112,10 +112,13 @@ def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True, reche
 
 
 def _check_not_empty(scan: Scan, root: Path) -> None:
-    ids = [s.id for s in scan.sources]
-    if len(ids) != len(set(ids)):
-        duplicate = next(i for i in ids if ids.count(i) > 1)
-        raise DatasetError(f"{root}: the id {duplicate!r} is used by two files (ids must be unique).")
+    first_path: dict[str, Path] = {}  # one pass: a million items with one duplicate name it at once
+    for source in scan.sources:
+        if source.id in first_path:
+            other = first_path[source.id]
+            files = f"both times for {other}" if other == source.path else f"by {other} and {source.path}"
+            raise DatasetError(f"{root}: the id {source.id!r} is used twice, {files} (ids must be unique).")
+        first_path[source.id] = source.path
     for split in SPLITS:
         if not any(s.split == split for s in scan.sources):
             raise DatasetError(f"{root}: the {split} split is empty (no images or videos found for it).")
