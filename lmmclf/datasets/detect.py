@@ -2,7 +2,7 @@
 
 Only layouts that identify themselves are inferred: a CoOp dataset folder (its split file or
 class list beside its image folder), UCF-101's ``ucfTrainTestlist/``, a CSV manifest, and an
-image folder (``train/<class>/`` and ``test/<class>/``). ERA and BAR are not guessed (their
+image folder (``train/<class>/`` and ``test/<class>/``, an optional ``val/``). ERA and BAR are not guessed (their
 folders look like image folders); they need their names or ``--type``. A folder of images with
 no class folders is refused: lmmclf would not know the classes or the splits.
 """

@@ -92,14 +92,19 @@ def child_ci(parent: Path, name: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def split_dirs(root: Path, what: str) -> dict[str, Path]:
-    """The ``train`` and ``test`` folders of ``root`` (any case), both required."""
+def split_dirs(root: Path, what: str, optional: tuple[str, ...] = ()) -> dict[str, Path]:
+    """The ``train`` and ``test`` folders of ``root`` (any case), both required, and each
+    split named in ``optional`` (an image folder's ``val``) whose folder exists."""
     found = {}
     for split in ("train", "test"):
         folder = child_ci(root, split)
         if folder is None or not folder.is_dir():
             raise DatasetError(f"{root / split} is missing: {what} needs train/ and test/ folders in {root}.")
         found[split] = folder
+    for split in optional:
+        folder = child_ci(root, split)
+        if folder is not None and folder.is_dir():
+            found[split] = folder
     return found
 
 
@@ -224,7 +229,8 @@ def list_folder(folder: Path) -> Listing:
 
 
 def class_folder_sources(
-    root: Path, class_names: list[str], what: str, strict_classes: bool = True, video_dataset: bool = False
+    root: Path, class_names: list[str], what: str, strict_classes: bool = True, video_dataset: bool = False,
+    optional_splits: tuple[str, ...] = (),
 ) -> tuple[list[Source], list[SkippedItem]]:
     """Sources of a ``<split>/<class>/<file>`` layout with a known class list.
 
@@ -234,13 +240,15 @@ def class_folder_sources(
         what: the layout's name, for messages.
         strict_classes: a class folder not in ``class_names`` is an error (else it is ignored).
         video_dataset: ids drop every extension (see :func:`source_id`).
+        optional_splits: further split folders read where they exist (``("val",)``); their
+            sources carry that split name, for the adapter to map.
 
     Returns:
         the sources, and the entries skipped with their reasons (see :func:`list_folder`).
     """
     lower = {name.lower(): index for index, name in enumerate(class_names)}
     sources, skipped = [], []
-    for split, folder in split_dirs(root, what).items():
+    for split, folder in split_dirs(root, what, optional_splits).items():
         split_listing = list_folder(folder)
         skipped += split_listing.skipped
         for class_dir in split_listing.folders:

@@ -34,8 +34,9 @@ def make_imagefolder(
     n_test: int = 2,
     size: tuple[int, int] = (32, 32),
     seed: int = 0,
+    n_val: int = 0,
 ) -> Path:
-    """Write an image folder: ``n_train`` and ``n_test`` PNGs per class.
+    """Write an image folder: ``n_train`` and ``n_test`` PNGs per class (and ``n_val`` in ``val/``).
 
     Args:
         root: the folder to create (``root/train/<class>/<class>_000.png`` ...).
@@ -44,11 +45,12 @@ def make_imagefolder(
         n_test: test images per class.
         size: (width, height) of every image.
         seed: noise seed; the same seed gives the same bytes.
+        n_val: validation images per class, in ``root/val/<class>/`` (none: no ``val/`` folder).
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
     for label, name in enumerate(class_names):
-        for split, count in (("train", n_train), ("test", n_test)):
+        for split, count in (("train", n_train), ("test", n_test), ("val", n_val)):
             for i in range(count):
                 write_image(root / split / name / f"{name}_{i:03d}.png", class_image(label, len(class_names), size, rng))
     return root
