@@ -6,8 +6,7 @@ that need them, so that ``import lmmclf`` and ``lmmclf --help`` stay fast.
 """
 
 from lmmclf import library_logs
-
-__version__ = "0.1.0"
+from lmmclf.version import __version__
 
 library_logs.install()
 

@@ -369,7 +369,7 @@ def load_classifier(dataset: str | None, method: str, config: Any = None, cache_
     specs = chosen.specs(cfg, index, store)
     absent = [spec for spec in specs if not store.is_complete(spec.stage, spec.key)]
     if absent:
-        from lmmclf.missing import commands_to_make
+        from lmmclf.missing_inputs import commands_to_make
 
         chain = " && ".join([*commands_to_make(cfg, index, absent, store), chosen.command(cfg, index.name)])
         raise MissingArtifactError(f"Method {method} is not trained on '{index.name}' with these settings; make it with: {chain}")

@@ -7,29 +7,27 @@ Layout under the cache root::
     <root>/<stage>/<key>.partial.*     in-progress state of long stages (journals, checkpoints)
     <root>/<stage>/<key>.lock          a lock while one process computes the artifact
 
-The key is ``sha256(canonical_json(KeySpec))``: stage name and version, dataset identity,
-model identity, every parameter that changes the content, and the keys of the inputs. The
-key inputs, lmmclf's version and the creation time are stored as attributes inside the file,
-so an artifact explains itself (``lmmclf cache show KEY``).
+The key is ``sha256(canonical_json(KeySpec))`` (``lmmclf.keyspec``): stage name and version,
+dataset identity, model identity, every parameter that changes the content, and the keys of
+the inputs. The key inputs, the versions it was made with and the creation time are stored
+as attributes inside the file (``lmmclf.artifact_meta``), so an artifact explains itself
+(``lmmclf cache show KEY``, ``lmmclf cache info KEY``).
 
 Writes are atomic (temp file, then ``os.replace``) and a file without the completion
-attribute, or one HDF5 cannot open, is never trusted: it is recomputed.
+attribute, or one HDF5 cannot open, is never trusted: it is recomputed. This module reads
+and writes one artifact; ``lmmclf.store_listing`` lists and removes them, ``lmmclf.store_files``
+holds the plain file operations underneath.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
-import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from lmmclf import __version__
+from lmmclf import artifact_meta
 from lmmclf.errors import (
     CorruptArtifactError,
     LmmclfError,
@@ -37,55 +35,14 @@ from lmmclf.errors import (
     storage_errno,
     storage_error,
 )
-from lmmclf.hashing import canonical_json, hash_json
+from lmmclf.keyspec import ArtifactInfo, KeySpec
+from lmmclf.missing import missing_message
+from lmmclf.store_files import file_in_the_way, held_by_other, write_bytes_durably
+from lmmclf.store_listing import StoreListing
+
+__all__ = ["CACHE_ENV", "ArtifactInfo", "ArtifactStore", "KeySpec", "default_cache_root", "write_bytes_durably"]
 
 CACHE_ENV = "LMMCLF_CACHE"
-_COMPLETE = "lmmclf_complete"
-_KEY_INPUTS = "lmmclf_key_inputs"
-_NOT_A_SIDECAR = re.compile(r"\.partial\.|\.tmp-|\.bad-|\.corrupt-|\.active-")  # in-progress, temp or set-aside files
-_MANIFEST = "lmmclf_manifest"  # JSON {dataset path: shape} of everything written, checked by is_complete
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    """Everything that changes an artifact's content, and nothing else.
-
-    Args:
-        stage: the stage name (also the artifact's folder), e.g. ``"describe"``.
-        version: the stage's code version; bump it when the stage's output changes.
-        dataset: the dataset identity (name, fingerprint, options) or None.
-        model: the model identity (name plus revision or weights hash) or None.
-        params: every parameter that changes the content.
-        inputs: role -> key of every artifact this one was computed from.
-    """
-
-    stage: str
-    version: int
-    dataset: dict[str, Any] | None = None
-    model: dict[str, Any] | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return hash_json(asdict(self))
-
-    def to_json(self) -> str:
-        return canonical_json(asdict(self))
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """What ``cache ls`` shows of one artifact."""
-
-    stage: str
-    key: str
-    path: Path
-    size: int
-    mtime: float
-    spec: dict[str, Any] | None
-    items: int | None
-    complete: bool
 
 
 def default_cache_root() -> Path:
@@ -93,7 +50,7 @@ def default_cache_root() -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         root = Path(env).expanduser()
-        blocker = _file_in_the_way(root)
+        blocker = file_in_the_way(root)
         if blocker is not None:
             raise LmmclfError(f"${CACHE_ENV} is {env}, but {blocker} is a file, not a folder: point ${CACHE_ENV} at a folder.")
         return root
@@ -102,8 +59,8 @@ def default_cache_root() -> Path:
     return Path(user_cache_dir("lmmclf", appauthor=False))
 
 
-class ArtifactStore:
-    """A folder of content-keyed HDF5 artifacts.
+class ArtifactStore(StoreListing):
+    """A folder of content-keyed HDF5 artifacts (listing and removal: :class:`~lmmclf.store_listing.StoreListing`).
 
     Args:
         root: the cache root; ``None`` means :func:`default_cache_root`.
@@ -112,7 +69,7 @@ class ArtifactStore:
     def __init__(self, root: str | Path | None = None):
         if root is not None:
             self.root = Path(root).expanduser()
-            blocker = _file_in_the_way(self.root)
+            blocker = file_in_the_way(self.root)
             if blocker is not None:
                 raise LmmclfError(f"Cache directory {self.root} cannot be used: {blocker} is a file, not a folder.")
         else:
@@ -166,7 +123,7 @@ class ArtifactStore:
             import h5py
 
             with h5py.File(path, "r") as handle:
-                return bool(handle.attrs.get(_COMPLETE, False)) and _manifest_holds(handle)
+                return artifact_meta.is_complete(handle)
         except (OSError, KeyError, ValueError, RuntimeError, TypeError):
             return False
 
@@ -189,15 +146,14 @@ class ArtifactStore:
         path = self.path(stage, key)
         hint = f" Run `{make_hint}` to make it." if make_hint else ""
         if not path.exists():
-            from lmmclf.missing import missing_message
-
-            raise MissingArtifactError(missing_message(self, stage, key, make_hint, wanted))
+            held = self.list() if wanted is not None else []
+            raise MissingArtifactError(missing_message(self.root, stage, key, make_hint, wanted, held, self.is_complete))
         try:
             handle = h5py.File(path, "r")
         except OSError as exc:
             raise CorruptArtifactError(f"{path} is not a readable HDF5 file ({exc}).{hint}") from exc
         try:
-            complete, holds = bool(handle.attrs.get(_COMPLETE, False)), _manifest_holds(handle)
+            complete, holds = bool(handle.attrs.get(artifact_meta.COMPLETE, False)), artifact_meta.manifest_holds(handle)
         except (OSError, KeyError, ValueError, RuntimeError, TypeError):
             complete, holds = True, False
         if not complete:
@@ -240,7 +196,7 @@ class ArtifactStore:
         """True while some process holds a lock of (stage, key): its artifact lock or an activity lock."""
         directory = self.root / stage
         candidates = [directory / f"{key}.lock", *directory.glob(f"{key}.active-*.lock")]
-        return any(_held_by_other(path) for path in candidates)
+        return any(held_by_other(path) for path in candidates)
 
     # -- writing -----------------------------------------------------------------------
     @contextmanager
@@ -286,15 +242,7 @@ class ArtifactStore:
                 handle = h5py.File(temp, "w")
             with handle:
                 yield handle
-                handle.attrs[_KEY_INPUTS] = spec.to_json()
-                handle.attrs["lmmclf_stage"] = spec.stage
-                handle.attrs["lmmclf_key"] = spec.key
-                handle.attrs["lmmclf_version"] = __version__
-                handle.attrs["lmmclf_created"] = time.time()
-                if items is not None:
-                    handle.attrs["lmmclf_items"] = int(items)
-                handle.attrs[_MANIFEST] = json.dumps({name: list(handle[name].shape) for name in _walk(handle)}, sort_keys=True)
-                handle.attrs[_COMPLETE] = True
+                artifact_meta.write_metadata(handle, spec, items)
                 if in_memory:
                     handle.flush()
                     image = handle.id.get_file_image()
@@ -331,162 +279,5 @@ class ArtifactStore:
             with self.create(spec, in_memory=in_memory) as handle:
                 items = compute(handle)
                 if items is not None:
-                    handle.attrs["lmmclf_items"] = int(items)
+                    handle.attrs[artifact_meta.ITEMS] = int(items)
         return path
-
-    # -- housekeeping ------------------------------------------------------------------
-    def list(self) -> list[ArtifactInfo]:
-        """Every finished artifact under the root (newest first)."""
-        import h5py
-
-        infos = []
-        if not self.root.exists():
-            return infos
-        for path in sorted(self.root.glob("*/*.h5")):
-            stage, key = path.parent.name, path.stem
-            spec, items, complete = None, None, False
-            try:
-                with h5py.File(path, "r") as handle:
-                    complete = bool(handle.attrs.get(_COMPLETE, False)) and _manifest_holds(handle)
-                    raw = handle.attrs.get(_KEY_INPUTS)
-                    spec = json.loads(raw) if raw is not None else None
-                    if not isinstance(spec, dict):
-                        spec = None
-                    items = int(handle.attrs["lmmclf_items"]) if "lmmclf_items" in handle.attrs else None
-            except (OSError, ValueError, KeyError, RuntimeError, TypeError):
-                complete = False
-            try:  # another process may remove an artifact while we list
-                stat = path.stat()
-                size = stat.st_size + sum(side.stat().st_size for side in self.sidecars(path))
-            except FileNotFoundError:
-                continue
-            infos.append(ArtifactInfo(stage, key, path, size, stat.st_mtime, spec, items, complete))
-        infos.sort(key=lambda info: info.mtime, reverse=True)
-        return infos
-
-    def find(self, key_prefix: str) -> ArtifactInfo:
-        """The one artifact whose key starts with ``key_prefix``."""
-        matches = [info for info in self.list() if info.key.startswith(key_prefix)]
-        if not matches:
-            raise LmmclfError(f"No artifact with key starting '{key_prefix}' in {self.root}.")
-        if len(matches) > 1:
-            raise LmmclfError(f"Key prefix '{key_prefix}' matches {len(matches)} artifacts; give more characters.")
-        return matches[0]
-
-    def attributes(self, info: ArtifactInfo) -> dict[str, Any]:
-        """All attributes of an artifact, decoded for display."""
-        import h5py
-
-        try:
-            handle = h5py.File(info.path, "r")
-        except OSError as exc:
-            raise CorruptArtifactError(
-                f"{info.path} is not a readable HDF5 file (truncated or damaged); remove it with `lmmclf cache rm {info.key[:12]}`."
-            ) from exc
-        with handle:
-            out = {}
-            for name, value in handle.attrs.items():
-                if hasattr(value, "tolist"):
-                    value = value.tolist()
-                if isinstance(value, bytes):
-                    value = value.decode("utf-8", "replace")
-                out[name] = value
-            out["datasets"] = {name: list(handle[name].shape) for name in _walk(handle)}
-        return out
-
-    def sidecars(self, path: Path) -> list[Path]:
-        """Finished files that belong to an artifact, beside its HDF5 (e.g. ``<key>.safetensors`` weights)."""
-        key = path.stem
-        return [
-            other
-            for other in path.parent.glob(f"{key}.*")
-            if other != path and not _NOT_A_SIDECAR.search(other.name) and other.suffix != ".lock"
-        ]
-
-    def remove(self, info: ArtifactInfo) -> None:
-        """Delete one artifact, its sidecar files and any in-progress files of the same key."""
-        for path in [info.path, *self.sidecars(info.path), *info.path.parent.glob(f"{info.key}.partial.*")]:
-            _remove_path(path)
-
-    def leftovers(self) -> list[Path]:
-        """Temp files, in-progress files and lock files (what ``cache gc`` may delete)."""
-        if not self.root.exists():
-            return []
-        patterns = ("*.h5.tmp-*", "*.partial.*", "*.lock")  # at any depth: frames live in frames/v<N>/
-        return sorted({p for pattern in patterns for p in self.root.rglob(pattern)})
-
-
-def _walk(group, prefix: str = "") -> list[str]:
-    import h5py
-
-    names = []
-    for name, obj in group.items():
-        full = f"{prefix}{name}"
-        if isinstance(obj, h5py.Group):
-            names.extend(_walk(obj, full + "/"))
-        else:
-            names.append(full)
-    return names
-
-
-def write_bytes_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file at ``path`` and fsync it (the caller moves it into place)."""
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _file_in_the_way(folder: Path) -> Path | None:
-    """The first path from ``folder`` upwards that exists and is not a directory (None if all is well)."""
-    for candidate in [folder, *folder.parents]:
-        if candidate.exists():
-            return None if candidate.is_dir() else candidate
-    return None
-
-
-def _manifest_holds(handle) -> bool:
-    """Whether every dataset the writer recorded is still there with its shape (no manifest: older file, trusted)."""
-    raw = handle.attrs.get(_MANIFEST)
-    if raw is None:
-        return True
-    manifest = json.loads(raw)
-    for name, shape in manifest.items():
-        if name not in handle or list(handle[name].shape) != shape:
-            return False
-    return True
-
-
-def _held_by_other(path: Path) -> bool:
-    """Whether another open file description holds an exclusive lock on ``path`` (never creates it)."""
-    try:
-        handle = open(path, "rb")
-    except OSError:
-        return False
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: filelock's own test
-        handle.close()
-        from filelock import FileLock, Timeout
-
-        try:
-            with FileLock(str(path), timeout=0):
-                return False
-        except Timeout:
-            return True
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
-
-
-def _remove_path(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

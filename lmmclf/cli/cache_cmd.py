@@ -213,9 +213,9 @@ def gc(
             continue
         console.print(f"{'would remove' if dry_run else 'removed'} {where} ({_human_size(entry.size)}, {escape(entry.reason)})")
         if not dry_run:
-            from lmmclf.store import _remove_path
+            from lmmclf.store_files import remove_path
 
-            _removing(store, lambda: _remove_path(entry.path), entry.path)
+            _removing(store, lambda: remove_path(entry.path), entry.path)
         freed += entry.size
         removed += 1
     console.print(f"{'Would free' if dry_run else 'Freed'} {_human_size(freed)} in {removed} entries.")

@@ -72,7 +72,7 @@ def collect(cfg, dataset, store, methods: list[Method], compute_missing: bool = 
         if absent and compute_missing:
             method.compute(cfg, dataset, store)
         elif absent:
-            from lmmclf.missing import commands_to_make
+            from lmmclf.missing_inputs import commands_to_make
 
             missing.append(Missing(method, method.command(cfg, dataset.name), commands_to_make(cfg, dataset, absent, store)))
             continue
