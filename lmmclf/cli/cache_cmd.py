@@ -152,7 +152,7 @@ def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or u
     info = store.find(key)
     attributes = store.attributes(info)
     for name, value in list(attributes.items()):
-        if isinstance(value, str) and name in ("lmmclf_key_inputs", "lmmclf_manifest"):
+        if isinstance(value, str) and name in ("lmmclf_key_inputs", "lmmclf_manifest", "lmmclf_made_with"):
             try:
                 attributes[name] = json.loads(value)
             except ValueError:
@@ -168,6 +168,31 @@ def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or u
 
     # on stdout like `config show`: what this command is asked for, to read or to pipe
     typer.echo(yaml.safe_dump(attributes, sort_keys=False, allow_unicode=True, width=100_000), nl=False)
+
+
+@app.command("info")
+@reports_user_errors
+def info(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or unique key prefix.")], as_json: JsonOpt = False) -> None:
+    """What one artifact is and what made it: stage, dataset, model, items, size, and the lmmclf, Python, torch, transformers and open_clip versions."""
+    from datetime import datetime, timezone
+
+    from lmmclf.artifact_meta import versions
+
+    store = _store(ctx)
+    found = store.find(key)
+    attributes = store.attributes(found)
+    created = attributes.get("lmmclf_created")
+    row = {**_row(found), "created": None if not isinstance(created, (int, float))
+           else datetime.fromtimestamp(created, timezone.utc).astimezone().isoformat(timespec="seconds"),
+           "made_with": versions(attributes)}
+    if as_json:
+        print_json(row)
+        return
+    lines = [f"{found.stage} {found.key}", f"path: {found.path}", f"dataset: {row['dataset'] or '-'}", f"model: {row['model'] or '-'}",
+             f"items: {'-' if row['items'] is None else row['items']}, size: {_human_size(found.size)}, created: {row['created'] or 'not recorded'}",
+             "made with: " + ", ".join(f"{name} {version}" for name, version in row["made_with"].items())]
+    for line in lines:
+        console.print(escape(line), soft_wrap=True)
 
 
 @app.command("rm")
