@@ -183,7 +183,8 @@ def summarize(runs: list[TrainingRun]) -> dict[str, Any]:
 # -- the results files ----------------------------------------------------------------------------
 
 DATASET_PLACEHOLDER = "{dataset}"
-CSV_COLUMNS = ("dataset", "method", "seed", "final_acc", "best_acc", "best_epoch", "selected_acc", "selected_epoch", "epochs", "test_items")
+CSV_COLUMNS = ("dataset", "method", "seed", "final_acc", "best_acc", "best_epoch", "selected_acc", "selected_epoch", "epochs", "test_items",
+               "test_split_items", "test_set")  # the row's test images: its count, the split's, which set (rows differ when it does)
 
 
 def output_dir(template: str, dataset: str):
@@ -215,6 +216,7 @@ def tidy_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
                 "best_epoch": at("best_epoch") if method.get("epochs") else "",
                 "selected_acc": "" if selected is None else selected, "selected_epoch": at("selected_epoch"),
                 "epochs": method.get("epochs", ""), "test_items": method.get("test_items", ""),
+                "test_split_items": method.get("test_split_items", ""), "test_set": method.get("test_set", ""),
             })
     return rows
 

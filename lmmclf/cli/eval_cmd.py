@@ -18,7 +18,7 @@ def evaluate(
     ctx: typer.Context,
     dataset: DatasetArg = None,
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="image | text | concat | mean | zeroshot | prototype-zeroshot | finetune | lmm-reg | all (repeat or comma-separate; default: eval.methods).")] = None,
-    compare: Annotated[Optional[str], typer.Option("--compare", help="Two methods A,B: accuracy difference with a bootstrap CI and McNemar's test on the same test images.")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="Two methods A,B: accuracy difference with a bootstrap CI and McNemar's test, paired on the test images both were tested on (the output says when their test sets differ).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Where results.json/.csv/.md and accuracy.png go; {dataset} stands for the dataset's name (default: eval.out_dir, results/{dataset}).")] = None,
     compute_missing: Annotated[bool, typer.Option("--compute-missing", help="Run the stages whose artifacts are missing instead of naming their commands.")] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write accuracy.png, test accuracy per epoch (needs matplotlib).")] = True,

@@ -4,7 +4,8 @@ One panel per training stage (the linear probe's 500 epochs and fine-tuning's 10
 each other on one axis), the zero-shot baselines as horizontal reference lines in every panel,
 a mean ± std band over seeds, integer epoch ticks, and the legend beside the panels, never over
 the curves. Every method keeps one colour and line style wherever it appears; a curve equal to
-one drawn before it says so in the legend (it would hide behind it otherwise).
+one drawn before it says so in the legend (it would hide behind it otherwise). A method tested on
+part of the test split says how many images in its legend (``4 of 6 test images``).
 
 matplotlib is an optional extra (``pip install lmmclf[plot]``); without it the plot is skipped
 with a message and every other output is still written.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmmclf.errors import LmmclfError
+from lmmclf.evaluation import testsets
 
 # Panel titles, in drawing order; a method's panel is its training stage.
 PROBE_PANEL = "linear probe (paper 1)"
@@ -100,7 +102,8 @@ def build_figure(summaries: list[dict[str, Any]], title: str):
         def label_for(s: dict[str, Any], values: np.ndarray) -> str:
             same = [label for label, other in drawn if other.shape == values.shape and np.allclose(other, values, atol=1e-9)]
             drawn.append((s["label"], values))
-            text = f"{s['label']}: same line as {same[0]}" if same else s["label"]
+            label = s["label"] + testsets.legend(s)
+            text = f"{label}: same line as {same[0]}" if same else label
             return textwrap.fill(text, LEGEND_WRAP)
 
         last_epoch = 1

@@ -120,8 +120,15 @@ def _cached_methods(cfg, dataset, store) -> list[str]:
     return names
 
 
-def method_summary(result: MethodResult) -> dict[str, Any]:
-    """One method's entry of results.json."""
+def method_summary(result: MethodResult, split_ids: frozenset[str]) -> dict[str, Any]:
+    """One method's entry of results.json.
+
+    Args:
+        result: the method's runs.
+        split_ids: the ids of the dataset's whole test split (the row says which part it was tested on).
+    """
+    from lmmclf.evaluation.testsets import measured_on
+
     runs = result.runs
     summary = summarize(runs)
     epochs = [run.epochs for run in runs]
@@ -136,7 +143,7 @@ def method_summary(result: MethodResult) -> dict[str, Any]:
         "method": result.method.name,
         "label": result.method.label,
         "keys": result.keys,
-        "test_items": len(runs[0].test_ids) if runs else 0,
+        **measured_on(runs, split_ids),
         **summary,
         **result.attrs,
         "curves": curves,
@@ -164,6 +171,7 @@ def evaluate(cfg, dataset, store, names: list[str], compare: list[str] | None = 
     from lmmclf.errors import LmmclfError
     from lmmclf.evaluation.methods import resolve_methods
     from lmmclf.evaluation.stats import compare_runs, pair_runs
+    from lmmclf.evaluation.testsets import differ
 
     wants_all = any(part.strip() == "all" for name in names for part in name.split(","))
     methods = resolve_methods(list(names) + list(compare or []))
@@ -176,11 +184,15 @@ def evaluate(cfg, dataset, store, names: list[str], compare: list[str] | None = 
         require_all([m for m in missing if not wants_all or m.method.name in compared], cached)
     if not results:
         require_all(missing, cached)
+    split_ids = frozenset(item.id for item in dataset.split("test"))
+    summaries = [method_summary(result, split_ids) for result in results]
     document: dict[str, Any] = {
         "dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint,
         "class_count": len(dataset.class_names),
-        "methods": [method_summary(result) for result in results],
+        "test_split_items": len(split_ids),
+        "same_test_set": not differ(summaries),  # False: rows were measured on different images (see each test_items)
+        "methods": summaries,
         "missing": [{"method": m.method.name, "command": m.command, "commands": [*m.before, m.command]} for m in missing],
     }
     if compare:

@@ -1,6 +1,9 @@
 """Paired comparison of two methods on the same test images: bootstrap CI and McNemar's test.
 
-Both tests look at per-image correctness of the two methods, paired by item id. The accuracy
+Both tests look at per-image correctness of the two methods, paired by item id, on the images
+both were tested on: when their test sets differ (fine-tuning tests on the whole test split, the
+probes on the described images) the comparison is restricted to the common images and records
+each method's own count (``items_a``, ``items_b``), so a report never hides it. The accuracy
 difference gets a percentile bootstrap confidence interval (images resampled with
 replacement, the same resample for both methods). McNemar's test uses only the discordant
 images (b: A right and B wrong; c: A wrong and B right): the exact two-sided binomial test
@@ -24,7 +27,7 @@ class Comparison:
 
     a: str
     b: str
-    items: int
+    items: int  # the images both were tested on: the comparison's sample
     acc_a: float
     acc_b: float
     difference: float
@@ -37,9 +40,16 @@ class Comparison:
     statistic: float | None
     p_value: float
     seeds: tuple[int, int]
+    items_a: int = 0  # the images A was tested on (more than ``items`` when the test sets differ)
+    items_b: int = 0
+
+    @property
+    def restricted(self) -> bool:
+        """True when the test sets differ and only their common images are compared."""
+        return self.items_a != self.items or self.items_b != self.items
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "restricted": self.restricted}
 
 
 def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
@@ -93,6 +103,9 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, str
 def compare_runs(name_a: str, run_a, name_b: str, run_b, resamples: int = 2000, confidence: float = 0.95) -> Comparison:
     """Compare two :class:`~lmmclf.results.TrainingRun` s on their common test images (matched by id).
 
+    The result records how many images each run was tested on, so a comparison restricted to
+    the common images says so.
+
     Raises:
         ValueError: the runs share no test image.
     """
@@ -110,6 +123,7 @@ def compare_runs(name_a: str, run_a, name_b: str, run_b, resamples: int = 2000, 
         a=name_a, b=name_b, items=len(common), acc_a=float(correct_a.mean()), acc_b=float(correct_b.mean()),
         difference=difference, ci_low=low, ci_high=high, confidence=confidence, a_only=a_only, b_only=b_only,
         test=test, statistic=statistic, p_value=p_value, seeds=(run_a.seed, run_b.seed),
+        items_a=len(run_a.test_ids), items_b=len(run_b.test_ids),
     )
 
 
