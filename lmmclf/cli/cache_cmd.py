@@ -13,6 +13,7 @@ from lmmclf.cli.options import JsonOpt
 from lmmclf.console import console
 
 app = typer.Typer(help="Inspect and clean the artifact cache.", no_args_is_help=True)
+KeyArg = Annotated[str, typer.Argument(help="A key or unique key prefix.")]
 
 
 def _store(ctx: typer.Context):
@@ -141,24 +142,38 @@ def ls(
         console.print(f"{len(orphans)} weights files have no artifact ({_human_size(size)}); `{escape(_cache_command('gc'))}` removes them.")
 
 
-@app.command("show")
-@reports_user_errors
-def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or unique key prefix.")], as_json: JsonOpt = False) -> None:
-    """Full provenance of one artifact as YAML (JSON with --json): key inputs, version, creation time (ISO 8601), datasets."""
-    import json
+def _attributes(ctx: typer.Context, key: str):
+    """The artifact whose key starts with ``key`` and its decoded attributes."""
+    store = _store(ctx)
+    found = store.find(key)
+    return found, store.attributes(found)
+
+
+def _created(attributes: dict) -> str | None:
+    """An artifact's creation time in ISO 8601, local time (None: not recorded)."""
     from datetime import datetime, timezone
 
-    store = _store(ctx)
-    info = store.find(key)
-    attributes = store.attributes(info)
+    created = attributes.get("lmmclf_created")
+    if not isinstance(created, (int, float)):
+        return None
+    return datetime.fromtimestamp(created, timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+@app.command("show")
+@reports_user_errors
+def show(ctx: typer.Context, key: KeyArg, as_json: JsonOpt = False) -> None:
+    """Full provenance of one artifact as YAML (JSON with --json): key inputs, version, creation time (ISO 8601), datasets."""
+    import json
+
+    info, attributes = _attributes(ctx, key)
     for name, value in list(attributes.items()):
         if isinstance(value, str) and name in ("lmmclf_key_inputs", "lmmclf_manifest", "lmmclf_made_with"):
             try:
                 attributes[name] = json.loads(value)
             except ValueError:
                 pass  # shown as stored
-    if isinstance(attributes.get("lmmclf_created"), (int, float)):
-        attributes["lmmclf_created"] = datetime.fromtimestamp(attributes["lmmclf_created"], timezone.utc).astimezone().isoformat(timespec="seconds")
+    if _created(attributes) is not None:
+        attributes["lmmclf_created"] = _created(attributes)
     attributes["path"] = str(info.path)
     attributes = json.loads(json.dumps(attributes, default=str))  # plain types only (numpy scalars, NaN kept by json)
     if as_json:
@@ -172,19 +187,12 @@ def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or u
 
 @app.command("info")
 @reports_user_errors
-def info(ctx: typer.Context, key: Annotated[str, typer.Argument(help="A key or unique key prefix.")], as_json: JsonOpt = False) -> None:
+def info(ctx: typer.Context, key: KeyArg, as_json: JsonOpt = False) -> None:
     """What one artifact is and what made it: stage, dataset, model, items, size, and the lmmclf, Python, torch, transformers and open_clip versions."""
-    from datetime import datetime, timezone
-
     from lmmclf.artifact_meta import versions
 
-    store = _store(ctx)
-    found = store.find(key)
-    attributes = store.attributes(found)
-    created = attributes.get("lmmclf_created")
-    row = {**_row(found), "created": None if not isinstance(created, (int, float))
-           else datetime.fromtimestamp(created, timezone.utc).astimezone().isoformat(timespec="seconds"),
-           "made_with": versions(attributes)}
+    found, attributes = _attributes(ctx, key)
+    row = {**_row(found), "created": _created(attributes), "made_with": versions(attributes)}
     if as_json:
         print_json(row)
         return
