@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from lmmclf import artifact_meta
+from lmmclf import artifact_meta, stages
 from lmmclf.errors import (
     CorruptArtifactError,
     LmmclfError,
@@ -161,7 +161,7 @@ class ArtifactStore(StoreListing):
             raise CorruptArtifactError(f"{path} has no completion marker (interrupted write).{hint}")
         if not holds:
             handle.close()
-            raise CorruptArtifactError(f"{path} lacks data it was written with (damaged file); remove it with `lmmclf cache rm {key[:12]}` and run again.")
+            raise CorruptArtifactError(f"{path} lacks data it was written with (damaged file); remove it with `{stages.command('cache', None, ['rm', key[:12]])}` and run again.")
         return handle
 
     # -- liveness ----------------------------------------------------------------------

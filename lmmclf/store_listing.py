@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lmmclf import artifact_meta
+from lmmclf import artifact_meta, stages
 from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.keyspec import ArtifactInfo
 from lmmclf.store_files import remove_path
@@ -71,7 +71,7 @@ class StoreListing:
             handle = h5py.File(info.path, "r")
         except OSError as exc:
             raise CorruptArtifactError(
-                f"{info.path} is not a readable HDF5 file (truncated or damaged); remove it with `lmmclf cache rm {info.key[:12]}`."
+                f"{info.path} is not a readable HDF5 file (truncated or damaged); remove it with `{stages.command('cache', None, ['rm', info.key[:12]])}`."
             ) from exc
         with handle:
             return artifact_meta.decoded_attributes(handle)

@@ -280,3 +280,22 @@ def test_hints_carry_the_cache_dir_in_effect(tmp_path, runner):
     result = runner.invoke(app, ["--cache-dir", str(cache), "cache", "ls"])
     assert f"lmmclf --cache-dir '{cache}' cache gc" in result.stderr.replace("\n", "")
     assert store.root == cache
+
+
+def test_the_remove_hint_of_a_damaged_artifact_works_as_written(tmp_path, runner):
+    """With --cache-dir in effect the hint carries it, and running the hint removes the damaged file."""
+    import shlex
+
+    from lmmclf.store import ArtifactStore
+
+    cache = tmp_path / "elsewhere"
+    path = ArtifactStore(cache).ensure(_spec(), _fill(np.arange(1000)))
+    path.write_bytes(path.read_bytes()[:700])
+    shown = runner.invoke(app, ["--cache-dir", str(cache), "cache", "show", _spec().key[:12]])
+    assert shown.exit_code == 1
+    hint = " ".join(shown.stderr.split()).split("`")[1]
+    assert hint.startswith(f"lmmclf --cache-dir {cache} cache rm ")
+    removed = runner.invoke(app, shlex.split(hint)[1:])
+    assert removed.exit_code == 0, removed.output
+    assert not path.exists()
+
