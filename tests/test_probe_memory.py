@@ -1,0 +1,77 @@
+"""The probe with bounded memory: integer labels, index gathers and features read per batch
+from a memory-mapped file give what the dense one-hot loop with shuffled copies gave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmmclf.probe.trainer import OPTIMIZERS, ProbeSettings, Rows, init_head, train_linear_probe
+
+
+def _blobs(n=90, classes=4, dim=12, seed=0):
+    centres = np.random.default_rng(0).normal(size=(classes, dim)) * 2
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    return (centres[labels] + 2 * rng.normal(size=(n, dim))).astype(np.float32), labels
+
+
+def _old_loop(x_train, y_train, x_test, y_test, classes, settings, seed):
+    """The loop as it was before issue 23: a dense one-hot and shuffled copies every epoch."""
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    weight, bias = init_head(x_train.shape[1], classes, generator)
+    weight, bias = torch.nn.Parameter(weight), torch.nn.Parameter(bias)
+    optimizer = OPTIMIZERS[settings.optimizer]([weight, bias], settings)
+    xs, ys = torch.as_tensor(x_train), torch.as_tensor(y_train, dtype=torch.int64)
+    onehot = torch.nn.functional.one_hot(ys, classes).to(torch.float32)
+    xt, yt = torch.as_tensor(x_test), torch.as_tensor(y_test, dtype=torch.int64)
+    losses, accs = [], []
+    weight.grad, bias.grad = torch.zeros_like(weight), torch.zeros_like(bias)
+    with torch.no_grad():
+        for _ in range(settings.epochs):
+            order = torch.randperm(len(xs), generator=generator)
+            shuffled_x, shuffled_onehot = xs[order], onehot[order]
+            total = torch.zeros(())
+            for start in range(0, len(xs), settings.batch_size):
+                xb, tb = shuffled_x[start : start + settings.batch_size], shuffled_onehot[start : start + settings.batch_size]
+                log_probs = torch.log_softmax(torch.addmm(bias, xb, weight.t()), dim=1)
+                total -= (log_probs * tb).sum()
+                grad = log_probs.exp_().sub_(tb).div_(len(xb))
+                torch.mm(grad.t(), xb, out=weight.grad)
+                torch.sum(grad, dim=0, out=bias.grad)
+                optimizer.step()
+            losses.append(float(total) / len(xs))
+            accs.append(int(torch.addmm(bias, xt, weight.t()).argmax(1).eq(yt).sum()) / len(yt))
+    return np.array(losses), np.array(accs), weight.detach().numpy()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("limit", [None, 0])  # None: on the device as one tensor; 0: gathered per batch from the host
+def test_same_seed_same_curves_as_the_dense_loop(optimizer, limit):
+    x, y = _blobs()
+    xt, yt = _blobs(40, seed=1)
+    settings = ProbeSettings(epochs=6, lr=0.05, optimizer=optimizer, batch_size=16)  # 90 rows: a short last batch
+    kwargs = {} if limit is None else {"in_memory_max_bytes": limit}
+    result = train_linear_probe(x, y, xt, yt, 4, settings, seed=5, **kwargs)
+    losses, accs, weight = _old_loop(x, y, xt, yt, 4, settings, 5)
+    np.testing.assert_array_equal(result.test_acc, accs)
+    assert accs[-1] > 0.5  # the head learns
+    np.testing.assert_allclose(result.train_loss, losses, rtol=1e-6)
+    np.testing.assert_allclose(result.weight, weight, rtol=1e-5, atol=1e-6)
+
+
+def test_rows_of_a_memory_mapped_file_train_like_an_array(tmp_path):
+    x, y = _blobs(120)
+    mapped = np.lib.format.open_memmap(tmp_path / "features.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    mapped[:] = x
+    fit, test = np.arange(0, 120, 2), np.arange(1, 120, 2)
+    settings = ProbeSettings(epochs=4, lr=0.05, batch_size=8)
+    streamed = train_linear_probe(Rows(mapped, fit), y[fit], Rows(mapped, test), y[test], 4, settings, seed=0,
+                                  x_val=Rows(mapped, test[:10]), y_val=y[test[:10]], in_memory_max_bytes=0)
+    resident = train_linear_probe(x[fit], y[fit], x[test], y[test], 4, settings, seed=0, x_val=x[test[:10]], y_val=y[test[:10]])
+    np.testing.assert_array_equal(streamed.test_acc, resident.test_acc)
+    np.testing.assert_array_equal(streamed.val_acc, resident.val_acc)
+    np.testing.assert_array_equal(streamed.test_predictions, resident.test_predictions)
+    np.testing.assert_allclose(streamed.weight, resident.weight, rtol=1e-6, atol=1e-7)
