@@ -44,34 +44,44 @@ def prototypes_spec(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
     return KeySpec(stage=STAGE, version=VERSION, dataset=dataset.identity(), params={"split": "train"}, inputs={"embed-text": text_key})
 
 
-def class_prototypes(ids: list[str], table: np.ndarray, mask: np.ndarray, dataset: DatasetIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def class_prototypes(ids: list[str], table, mask: np.ndarray, dataset: DatasetIndex, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eq. 1 on arrays: ``(prototypes (C, D), description counts (C,), image counts (C,))``.
+
+    The table is read in row chunks and summed per class in float64 (in row order, so the result
+    is the same whatever the chunk size): memory is one chunk and C x D sums, never the table.
 
     Args:
         ids: item ids of the rows of ``table``.
-        table: (N, K, D) description embeddings.
+        table: (N, K, D) description embeddings: an array, or the unread HDF5 dataset
+            (:func:`lmmclf.embed.read.text_table`).
         mask: (N, K) validity of each description.
         dataset: gives each id's label and split (ids not in the dataset are an error).
+        max_bytes: rows read at once (default :data:`lmmclf.embed.read.CHUNK_BYTES`).
 
     Raises:
         LmmclfError: an id unknown to the dataset, or a class with no training description.
     """
+    from lmmclf.embed.read import CHUNK_BYTES, row_chunks
+
     by_id = {item.id: item for item in dataset.items}
     unknown = [i for i in ids if i not in by_id]
     if unknown:
         raise LmmclfError(f"{len(unknown)} described items are not in dataset '{dataset.name}' (e.g. '{unknown[0]}'); re-run `{command('describe', dataset.name)}`.")
     classes = len(dataset.class_names)
+    labels = np.fromiter((by_id[i].label for i in ids), dtype=np.int64, count=len(ids))
+    mask = np.asarray(mask, dtype=bool)
+    # test images never enter a prototype; nor do images without a valid description
+    used = np.fromiter((by_id[i].split == "train" for i in ids), dtype=bool, count=len(ids)) & mask.any(axis=1)
     sums = np.zeros((classes, table.shape[2]), dtype=np.float64)
-    counts = np.zeros(classes, dtype=np.int64)
-    images = np.zeros(classes, dtype=np.int64)
-    for row, item_id in enumerate(ids):
-        item = by_id[item_id]
-        valid = mask[row]
-        if item.split != "train" or not valid.any():
-            continue  # test images never enter a prototype
-        sums[item.label] += table[row][valid].astype(np.float64).sum(axis=0)
-        counts[item.label] += int(valid.sum())
-        images[item.label] += 1
+    for start, chunk in row_chunks(table, max_bytes or CHUNK_BYTES):
+        rows = slice(start, start + len(chunk))
+        keep = used[rows]
+        if keep.any():
+            valid = mask[rows][keep]
+            per_image = np.where(valid[:, :, None], chunk[keep], 0.0).astype(np.float64).sum(axis=1)
+            np.add.at(sums, labels[rows][keep], per_image)  # in row order, as a loop over the rows would add them
+    counts = np.bincount(labels[used], weights=mask[used].sum(axis=1), minlength=classes).astype(np.int64)
+    images = np.bincount(labels[used], minlength=classes).astype(np.int64)
     empty = [dataset.class_names[c] for c in range(classes) if counts[c] == 0]
     if empty:
         shown = ", ".join(f"'{name}'" for name in empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
@@ -116,7 +126,7 @@ def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
     """
     import h5py
 
-    from lmmclf.embed.read import read_text_embeddings
+    from lmmclf.embed.read import read_text_embeddings, text_table
     from lmmclf.embed.specs import TEXT_STAGE, text_embed_spec
 
     text_spec = text_embed_spec(cfg, dataset, store)
@@ -126,8 +136,9 @@ def make_prototypes(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
 
     def compute(handle) -> int:
         with store.open(TEXT_STAGE, text_key, make_hint=command("embed", dataset.name), wanted=text_spec) as source:
-            texts = read_text_embeddings(source, table=True)
-        prototypes, counts, images = class_prototypes(texts.ids, texts.table, texts.mask, dataset)
+            texts = read_text_embeddings(source)
+            # the (N, K, D) table is read in row chunks while the file is open, never whole
+            prototypes, counts, images = class_prototypes(texts.ids, text_table(source, texts), texts.mask, dataset)
         handle.create_dataset("prototypes", data=prototypes)
         handle.create_dataset("class_names", data=np.asarray(dataset.class_names, dtype=object), dtype=h5py.string_dtype("utf-8"))
         handle.create_dataset("counts", data=counts)

@@ -127,3 +127,31 @@ def read_text_embeddings(handle: Any, table: bool = False) -> TextEmbeddings:
     if embeddings is not None and embeddings.shape[1] != mask.shape[1]:
         raise CorruptArtifactError(f"{handle.filename} is damaged (description_embeddings and mask disagree in shape); {remake()}.")
     return TextEmbeddings(ids=ids, pooled=_read(handle, "pooled", len(ids), 2).astype(np.float32), mask=mask, table=embeddings)
+
+
+CHUNK_BYTES = 64 << 20  # rows read at once from a table too large to load: about 64 MB of float32
+
+
+def text_table(handle: Any, texts: TextEmbeddings) -> Any:
+    """The (N, K, D) description embeddings of an open ``embed-text`` artifact, unread: the HDF5
+    dataset itself, for :func:`row_chunks` (memory set by the chunk, not by N).
+
+    Raises:
+        CorruptArtifactError: missing, or its shape disagrees with ``texts``' mask.
+    """
+    try:
+        table = handle["description_embeddings"]
+        shape = table.shape
+    except (KeyError, OSError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset 'description_embeddings' cannot be read: {str(exc).rstrip('.')}); {remake()}.") from exc
+    if len(shape) != 3 or shape[:2] != texts.mask.shape:
+        raise CorruptArtifactError(f"{handle.filename} is damaged (description_embeddings and mask disagree in shape); {remake()}.")
+    return table
+
+
+def row_chunks(table: Any, max_bytes: int = CHUNK_BYTES):
+    """``(start, rows as float32)`` over consecutive row chunks of ``table`` (an array or an HDF5 dataset) of about ``max_bytes``."""
+    per_row = int(np.prod(table.shape[1:], dtype=np.int64)) * 4
+    step = max(1, max_bytes // max(per_row, 1))
+    for start in range(0, table.shape[0], step):
+        yield start, np.asarray(table[start : start + step], dtype=np.float32)
