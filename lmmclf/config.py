@@ -142,6 +142,7 @@ class ProbeSection:
     val_fraction: float = keyed(0.0)  # hold out part of the training split for model selection (0: the paper's protocol)
     seeds: list[int] = keyed(factory=lambda: [0])
     device: str = runtime("auto")
+    in_memory_max_bytes: int = runtime(4 << 30)  # features up to this size are held on the device (fast); larger ones go to a memory-mapped file, read per batch (same result)
     zeroshot_templates: str = keyed("ensemble", via="templates (the zeroshot method only)")  # zero-shot prompts: a preset (ensemble, single) or templates with {} joined by |
 
 

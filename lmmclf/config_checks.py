@@ -80,6 +80,7 @@ RANGES: dict[str, Range] = {
     "probe.weight_decay": Range(0, None),
     "probe.batch_size": Range(1, 1 << 24, cap=True),
     "probe.val_fraction": Range(0.0, 0.99),
+    "probe.in_memory_max_bytes": Range(0, None),
     "probe.seeds": SEED,  # each seed
     "finetune.alpha": Range(0.0, None),
     "finetune.epochs": EPOCHS,

@@ -29,14 +29,37 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def _text_vectors(texts: TextEmbeddings, normalize: bool) -> np.ndarray:
+def take(table, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of ``table`` (an array, or an unread HDF5 dataset) as float32, in that order.
+
+    An HDF5 dataset is read as the contiguous span the rows lie in when they are dense in it
+    (the usual case: rows in dataset order), else by a sorted selection; either way only the
+    rows of one chunk are in memory.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if isinstance(table, np.ndarray) or not len(index):
+        return np.asarray(table[index] if len(index) else np.zeros((0, *table.shape[1:])), dtype=np.float32)
+    sorted_rows = np.sort(index)
+    lo, hi = int(sorted_rows[0]), int(sorted_rows[-1]) + 1
+    if hi - lo <= 4 * len(index):
+        return np.asarray(table[lo:hi], dtype=np.float32)[index - lo]
+    block = np.asarray(table[sorted_rows], dtype=np.float32)  # h5py selections must be increasing
+    return block[np.searchsorted(sorted_rows, index)]
+
+
+def _text_vectors(texts: TextEmbeddings, rows: np.ndarray, normalize: bool) -> np.ndarray:
+    """The text vectors of ``rows`` of ``texts``: the pooled embedding, or with ``normalize`` the mean
+    of the L2-normalised descriptions (read from the table for these rows only)."""
     if not normalize:
-        return texts.pooled
+        return take(texts.pooled, rows)
     if texts.table is None:
-        raise ValueError("normalised text features need the description table (read_text_embeddings(table=True))")
-    weights = texts.mask.astype(np.float32)
-    total = np.einsum("nkd,nk->nd", _l2(texts.table), weights)
+        raise ValueError("normalised text features need the description table (read_text_embeddings(table=True) or embed.read.text_table)")
+    weights = texts.mask[rows].astype(np.float32)
+    total = np.einsum("nkd,nk->nd", _l2(take(texts.table, rows)), weights)
     return (total / np.maximum(weights.sum(axis=1, keepdims=True), 1.0)).astype(np.float32)
+
+
+FEATURE_CHUNK_ROWS = 16384  # rows assembled at once: the inputs of one chunk are all that is read
 
 
 # kind -> (needs text, combine(image, text) -> features)
@@ -119,14 +142,22 @@ class FeatureSet:
         return np.flatnonzero(self.splits == split)
 
 
-def build_features(kind: str, images: ImageEmbeddings, texts: TextEmbeddings | None = None, normalize: bool = False) -> FeatureSet:
+def build_features(kind: str, images: ImageEmbeddings, texts: TextEmbeddings | None = None, normalize: bool = False,
+                   allocate=None, chunk_rows: int = FEATURE_CHUNK_ROWS) -> FeatureSet:
     """Assemble the features of ``kind`` from image and (if needed) text embeddings, by id.
+
+    Built in row chunks: the embeddings may be arrays or unread HDF5 datasets (the description
+    table with ``normalize``, see :func:`lmmclf.embed.read.text_table`), and only one chunk of
+    them is read at a time.
 
     Args:
         kind: ``image``, ``text``, ``concat`` or ``mean``.
         images: the image embeddings (labels and splits come from here).
         texts: the text embeddings (required unless ``kind`` is ``image``).
         normalize: L2-normalise each embedding first.
+        allocate: ``(rows, width) -> array`` that receives the features (default ``np.empty``;
+            a memory-mapped file keeps them on disk).
+        chunk_rows: rows assembled at once.
 
     Raises:
         LmmclfError: text needed but missing, or image ids without a describe entry.
@@ -137,9 +168,7 @@ def build_features(kind: str, images: ImageEmbeddings, texts: TextEmbeddings | N
     keep = np.flatnonzero(images.ok)
     dropped = tuple(images.ids[i] for i in np.flatnonzero(~images.ok))
     ids = [images.ids[i] for i in keep]
-    image = images.embeddings[keep]
-    image = _l2(image) if normalize else image
-    text = None
+    order = None
     without = 0
     coverage: dict[str, tuple[int, int]] = {}
     if uses_text:
@@ -153,9 +182,17 @@ def build_features(kind: str, images: ImageEmbeddings, texts: TextEmbeddings | N
                 f"describe and embed cover different items; re-run `{command('describe')}` and `{command('embed')}` with the same config."
             )
         order = np.asarray([rows[i] for i in ids], dtype=np.int64)
-        text = _text_vectors(texts, normalize)[order]
         has_text = texts.has_text[order]
         without = int((~has_text).sum())
         coverage = description_coverage(ids, images.splits[keep], dict(zip(ids, has_text.tolist())))
-    features = np.ascontiguousarray(combine(image, text), dtype=np.float32)
+    # the width of the combination, from empty inputs (concat: image + text; the rest: one of them)
+    empty = np.zeros((0, images.embeddings.shape[1]), np.float32), np.zeros((0, texts.pooled.shape[1] if uses_text else 0), np.float32)
+    width = combine(*empty).shape[1]
+    features = (allocate or (lambda n, f: np.empty((n, f), dtype=np.float32)))(len(keep), width)
+    for start in range(0, len(keep), chunk_rows):
+        stop = min(start + chunk_rows, len(keep))
+        image = take(images.embeddings, keep[start:stop])
+        image = _l2(image) if normalize else image
+        text = _text_vectors(texts, order[start:stop], normalize) if uses_text else None
+        features[start:stop] = combine(image, text)
     return FeatureSet(ids, features, images.labels[keep], images.splits[keep], images.class_names, without, dropped, coverage)

@@ -92,11 +92,21 @@ def prompt_classifier(loaded: Any, class_names: Sequence[str], templates: Sequen
     return l2_normalize(per_class).astype(np.float32)
 
 
-def cosine_predict(images: np.ndarray, classifier: np.ndarray) -> np.ndarray:
-    """The class of highest cosine similarity for each image embedding.
+PREDICT_ROWS = 16384  # image rows scored at once: memory is a chunk's rows and its C scores
+
+
+def cosine_predict(images: np.ndarray, classifier: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The class of highest cosine similarity for each image embedding, scored in row chunks.
 
     Args:
-        images: (N, D) image embeddings (raw; normalised here).
+        images: (N, D) image embeddings (raw; normalised here): an array or a memory-mapped file.
         classifier: (C, D) class vectors (prompt ensembles or prototypes; normalised here).
+        rows: the rows of ``images`` to classify, in order (None: all of them).
     """
-    return (l2_normalize(images) @ l2_normalize(classifier).T).argmax(axis=1).astype(np.int64)
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
+    classes = l2_normalize(classifier).T
+    out = np.zeros(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), PREDICT_ROWS):
+        chunk = rows[start : start + PREDICT_ROWS]
+        out[start : start + len(chunk)] = (l2_normalize(np.asarray(images[chunk])) @ classes).argmax(axis=1)
+    return out

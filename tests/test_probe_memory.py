@@ -75,3 +75,40 @@ def test_rows_of_a_memory_mapped_file_train_like_an_array(tmp_path):
     np.testing.assert_array_equal(streamed.val_acc, resident.val_acc)
     np.testing.assert_array_equal(streamed.test_predictions, resident.test_predictions)
     np.testing.assert_allclose(streamed.weight, resident.weight, rtol=1e-6, atol=1e-7)
+
+
+def _probe_curves(runner, config, cache, *options):
+    import h5py
+
+    from lmmclf.cli.app import app
+    from lmmclf.results import read_runs
+
+    result = runner.invoke(app, ["-c", config, *options, "probe", "--features", "concat", "--force", "--json"])
+    assert result.exit_code == 0, result.output
+    (path,) = [p for p in (cache / "probe").glob("*.h5")]
+    with h5py.File(path, "r") as handle:
+        runs = read_runs(handle)
+    assert not list((cache / "probe").glob("*.features.npy"))  # the spilled features are removed
+    return [run.test_acc for run in runs], [run.train_loss for run in runs]
+
+
+@pytest.mark.slow  # the demo's describe and embed (about 25 s on 2 cores)
+def test_probe_on_features_spilled_to_disk_equals_the_in_memory_probe(tmp_path, runner):
+    """Through the command line: probe.in_memory_max_bytes=0 puts the features in a memory-mapped
+    file and gathers each batch from it; --normalize reads the description table per chunk."""
+    from lmmclf.cli.app import app
+    from lmmclf.demo import prepare_demo
+
+    assets = prepare_demo(tmp_path / "demo", n_train=4, n_test=2, epochs=4)
+    config = str(assets.config)
+    cache = tmp_path / "cache"
+    for command in (["describe"], ["embed"]):
+        assert runner.invoke(app, ["-c", config, "--cache-dir", str(cache), *command]).exit_code == 0
+    for normalize in ("false", "true"):
+        base = ["--cache-dir", str(cache), "--set", f"probe.normalize={normalize}"]
+        resident = _probe_curves(runner, config, cache, *base)
+        spilled = _probe_curves(runner, config, cache, *base, "--set", "probe.in_memory_max_bytes=0")
+        np.testing.assert_array_equal(spilled[0], resident[0])
+        np.testing.assert_allclose(spilled[1], resident[1], rtol=1e-6)
+        for path in (cache / "probe").glob("*.h5"):
+            path.unlink()  # the next normalize setting writes its own key

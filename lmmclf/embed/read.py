@@ -80,6 +80,18 @@ def _read(handle: Any, name: str, rows: int | None, ndim: int) -> np.ndarray:
     return data
 
 
+def _unread(handle: Any, name: str, rows: int, ndim: int) -> Any:
+    """Dataset ``name`` itself, unread, once its shape is checked (CorruptArtifactError naming the file otherwise)."""
+    try:
+        data = handle[name]
+        shape = data.shape
+    except (KeyError, OSError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' cannot be read: {str(exc).rstrip('.')}); {remake()}.") from exc
+    if len(shape) != ndim or shape[0] != rows:
+        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset '{name}' has shape {shape}); {remake()}.")
+    return data
+
+
 def read_image_index(handle: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(ids, splits, ok)`` of an ``embed-image`` artifact, without its embeddings."""
     ids = strings(_read(handle, "ids", None, 1))
@@ -92,8 +104,9 @@ def read_text_index(handle: Any) -> tuple[list[str], np.ndarray]:
     return ids, _read(handle, "mask", len(ids), 2).astype(bool).any(axis=1)
 
 
-def read_image_embeddings(handle: Any) -> ImageEmbeddings:
-    """Read an ``embed-image`` artifact (an open ``h5py.File``).
+def read_image_embeddings(handle: Any, load: bool = True) -> ImageEmbeddings:
+    """Read an ``embed-image`` artifact (an open ``h5py.File``); ``load=False`` leaves ``embeddings``
+    the unread HDF5 dataset (checked for shape), to be read in row chunks while the file is open.
 
     Raises:
         CorruptArtifactError: a dataset or attribute is missing or misshapen.
@@ -109,7 +122,7 @@ def read_image_embeddings(handle: Any) -> ImageEmbeddings:
         ids=ids,
         labels=_read(handle, "labels", len(ids), 1).astype(np.int64),
         splits=splits,
-        embeddings=_read(handle, "embeddings", len(ids), 2).astype(np.float32),
+        embeddings=_read(handle, "embeddings", len(ids), 2).astype(np.float32) if load else _unread(handle, "embeddings", len(ids), 2),
         ok=ok,
         class_names=class_names,
     )
@@ -139,12 +152,8 @@ def text_table(handle: Any, texts: TextEmbeddings) -> Any:
     Raises:
         CorruptArtifactError: missing, or its shape disagrees with ``texts``' mask.
     """
-    try:
-        table = handle["description_embeddings"]
-        shape = table.shape
-    except (KeyError, OSError, ValueError, TypeError, AttributeError) as exc:
-        raise CorruptArtifactError(f"{handle.filename} is damaged (dataset 'description_embeddings' cannot be read: {str(exc).rstrip('.')}); {remake()}.") from exc
-    if len(shape) != 3 or shape[:2] != texts.mask.shape:
+    table = _unread(handle, "description_embeddings", len(texts.ids), 3)
+    if table.shape[:2] != texts.mask.shape:
         raise CorruptArtifactError(f"{handle.filename} is damaged (description_embeddings and mask disagree in shape); {remake()}.")
     return table
 

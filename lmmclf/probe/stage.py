@@ -15,6 +15,7 @@ Artifact (stage ``probe``)::
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -113,23 +114,32 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.setdiff1d(np.arange(len(labels)), held_rows), held_rows
 
 
-def _load_features(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str, inputs: ProbeInputs):
-    from lmmclf.embed.read import read_image_embeddings, read_text_embeddings
-    from lmmclf.embed.specs import IMAGE_STAGE, TEXT_STAGE
+def _load_features(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str, inputs: ProbeInputs, spill: Path):
+    """The method's features, built in row chunks from the unread embeddings; held in memory up to
+    ``probe.in_memory_max_bytes``, in a memory-mapped file at ``spill`` beyond it."""
+    from lmmclf.embed.read import read_image_embeddings, read_text_embeddings, text_table
+    from lmmclf.embed.specs import IMAGE_STAGE, TEXT_STAGE, image_embed_spec, text_embed_spec
     from lmmclf.features import build_features
 
-    from lmmclf.embed.specs import image_embed_spec, text_embed_spec
+    def allocate(rows: int, width: int) -> np.ndarray:
+        if rows * width * 4 <= cfg.probe.in_memory_max_bytes:
+            return np.empty((rows, width), dtype=np.float32)
+        return np.lib.format.open_memmap(spill, mode="w+", dtype=np.float32, shape=(rows, width))
 
     hint = command("embed", dataset.name)
+    kind = features if features in TRAINED else "image"
+    normalize = cfg.probe.normalize if features in TRAINED else False
     # a method without descriptions needs only the image embeddings, which need no describe artifact
     with store.open(IMAGE_STAGE, inputs.image, make_hint=hint if inputs.text else command("embed", dataset.name, ["--images-only"]),
-                    wanted=image_embed_spec(cfg, dataset, store)) as handle:
-        images = read_image_embeddings(handle)
-    texts = None
-    if inputs.text:
-        with store.open(TEXT_STAGE, inputs.text, make_hint=hint, wanted=text_embed_spec(cfg, dataset, store)) as handle:
-            texts = read_text_embeddings(handle, table=cfg.probe.normalize)
-    return build_features(features if features in TRAINED else "image", images, texts, normalize=cfg.probe.normalize if features in TRAINED else False)
+                    wanted=image_embed_spec(cfg, dataset, store)) as image_handle:
+        images = read_image_embeddings(image_handle, load=False)
+        if not inputs.text:
+            return build_features(kind, images, None, normalize=normalize, allocate=allocate)
+        with store.open(TEXT_STAGE, inputs.text, make_hint=hint, wanted=text_embed_spec(cfg, dataset, store)) as text_handle:
+            texts = read_text_embeddings(text_handle)
+            if normalize:  # each description normalised before pooling: the table, read per chunk of rows
+                texts.table = text_table(text_handle, texts)
+            return build_features(kind, images, texts, normalize=normalize, allocate=allocate)
 
 
 def _check_descriptions(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str, inputs: ProbeInputs) -> None:
@@ -161,7 +171,7 @@ def _check_descriptions(cfg: ExperimentConfig, dataset: DatasetIndex, store: Art
 
 def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None], dataset: DatasetIndex | None = None) -> tuple[list, dict]:
     from lmmclf.devices import resolve_device
-    from lmmclf.probe.trainer import ProbeSettings, train_linear_probe
+    from lmmclf.probe.trainer import ProbeSettings, Rows, train_linear_probe
     from lmmclf.results import TrainingRun
 
     p = cfg.probe
@@ -184,11 +194,11 @@ def _train_runs(cfg: ExperimentConfig, data, advance: Callable[[int], None], dat
             fit, val = validation_split(data.labels[train_rows], p.val_fraction, seed)
         val_count = len(val)
         fit_rows, val_rows = train_rows[fit], train_rows[val]
-        result = train_linear_probe(
-            data.features[fit_rows], data.labels[fit_rows], data.features[test_rows], data.labels[test_rows],
+        result = train_linear_probe(  # Rows: the trainer gathers them, no copy of the features per split
+            Rows(data.features, fit_rows), data.labels[fit_rows], Rows(data.features, test_rows), data.labels[test_rows],
             len(data.class_names), settings, seed, device,
-            x_val=data.features[val_rows] if len(val_rows) else None, y_val=data.labels[val_rows] if len(val_rows) else None,
-            on_epoch=lambda _: advance(1),
+            x_val=Rows(data.features, val_rows) if len(val_rows) else None, y_val=data.labels[val_rows] if len(val_rows) else None,
+            on_epoch=lambda _: advance(1), in_memory_max_bytes=p.in_memory_max_bytes,
         )
         curves = {"val_acc": result.val_acc} if result.val_acc is not None else {}
         selected = int(np.argmax(result.val_acc)) + 1 if result.val_acc is not None else None
@@ -219,7 +229,7 @@ def _zero_shot_runs(cfg: ExperimentConfig, dataset: DatasetIndex, store: Artifac
     test_rows = data.subset("test")
     if len(test_rows) == 0:
         raise LmmclfError("The embeddings hold no test images (check describe.split).")
-    predictions = cosine_predict(data.features[test_rows], classifier)
+    predictions = cosine_predict(data.features, classifier, test_rows)
     run = TrainingRun(
         seed=0, train_loss=np.zeros(0), test_acc=np.zeros(0), test_ids=[data.ids[i] for i in test_rows],
         test_predictions=predictions, test_labels=data.labels[test_rows], weights={"classifier": classifier},
@@ -240,8 +250,6 @@ def run_probe(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
     Raises:
         MissingArtifactError: an input is missing (the message names the command that makes it).
     """
-    from lmmclf.results import write_runs
-
     features = features or cfg.probe.features
     spec = probe_spec(cfg, dataset, store, features)
     inputs = _inputs(cfg, dataset, store, features)
@@ -252,7 +260,17 @@ def run_probe(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore
         from lmmclf.prototypes import prototypes_spec
 
         store.open("prototypes", inputs.prototypes, make_hint=command("prototypes", dataset.name), wanted=prototypes_spec(cfg, dataset, store)).close()
-    data = _load_features(cfg, dataset, store, features, inputs)
+    spill = store.partial_path(STAGE, spec.key, f"{os.getpid()}.features.npy")  # pid: cache gc removes it if the process dies
+    try:
+        data = _load_features(cfg, dataset, store, features, inputs, spill)
+        return _compute(cfg, dataset, store, features, spec, data, force)
+    finally:
+        spill.unlink(missing_ok=True)
+
+
+def _compute(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, features: str, spec: KeySpec, data, force: bool) -> Path:
+    """Train (or apply) method ``features`` on ``data`` and write its artifact; returns its path."""
+    from lmmclf.results import write_runs
 
     def compute(handle) -> int:
         if features in TRAINED:
