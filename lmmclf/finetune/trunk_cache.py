@@ -3,8 +3,9 @@
 With only the last block(s) trainable, the frozen trunk maps each image to the same tokens
 in every epoch. They are computed once into the ``trunk`` stage and every epoch then runs
 the tail only. Size: tokens x width x bytes per image (ViT-L/14 at 224 px, float16:
-257 x 1024 x 2 = 526 KB per image, about 7 GB for UCF-101's 13,320 images); the whole
-array is read into host memory for training. With no block unlocked the trunk pools too
+257 x 1024 x 2 = 526 KB per image, about 7 GB for UCF-101's 13,320 images). Up to
+:data:`IN_MEMORY_MAX_BYTES` the array is read into host memory for training; a larger one is
+read from the file per batch (:class:`DiskTokens`), so memory is set by the batch, not by N. With no block unlocked the trunk pools too
 and the artifact holds what the tail reads, one vector of width floats per image
 (ViT-L/14, float16: 2 KB per image, 27 MB for UCF-101); see
 :func:`lmmclf.finetune.tail.trunk_output`.
@@ -142,8 +143,66 @@ def ensure_trunk_cache(store: ArtifactStore, spec: KeySpec, dataset, trunk, prep
     return spec.key
 
 
-def load_trunk_cache(store: ArtifactStore, key: str, dataset):
-    """The cached trunk outputs as host tensors: ``(train_tokens, train_labels, test_tokens, test_labels)``.
+IN_MEMORY_MAX_BYTES = 4 << 30  # trunk outputs up to this size are read into host memory once; larger ones per batch
+
+
+class DiskTokens:
+    """Rows ``[offset, offset + length)`` of the artifact's ``tokens``, read from the file per batch.
+
+    Stands in for a host tensor in :class:`~lmmclf.finetune.sources.CachedTokens`: indexing with a
+    slice or an index tensor reads those rows only (the operating system's page cache keeps a file
+    that fits in memory, without counting against the process), so memory is one batch.
+
+    Args:
+        path: the trunk artifact.
+        offset: the first row (0: training rows; the training count: test rows).
+        length: rows.
+    """
+
+    def __init__(self, path: str, offset: int, length: int):
+        import h5py
+
+        self.path, self.offset, self.length = str(path), int(offset), int(length)
+        self._file = h5py.File(self.path, "r")
+        self._tokens = self._file["tokens"]
+        self.shape = (self.length, *self._tokens.shape[1:])
+        self.dtype = self._tokens.dtype
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def nbytes(self) -> int:
+        return self.length * bytes_per_image(self.shape[1:], self.dtype.name)
+
+    def __getitem__(self, index):
+        import torch
+
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(self.length)
+            return torch.from_numpy(self._tokens[self.offset + start : self.offset + stop])
+        rows = np.asarray(index.cpu() if hasattr(index, "cpu") else index, dtype=np.int64) + self.offset
+        ordered = np.sort(rows)
+        # HDF5 selections must be increasing and unique (a permutation's batch is unique)
+        block = self._tokens[ordered] if len(ordered) else np.zeros((0, *self.shape[1:]), self.dtype)
+        return torch.from_numpy(np.ascontiguousarray(block[np.searchsorted(ordered, rows)]))
+
+    def to(self, device, non_blocking: bool = False):
+        """All rows as one tensor on ``device``, copied over chunk by chunk."""
+        import torch
+
+        out = torch.empty(self.shape, dtype=getattr(torch, self.dtype.name), device=device)
+        step = rows_per_chunk((self.length, *self.shape[1:]), self.dtype.name) * 64
+        for start in range(0, self.length, step):
+            out[start : start + step] = self[start : start + step].to(device, non_blocking=non_blocking)
+        return out
+
+
+def load_trunk_cache(store: ArtifactStore, key: str, dataset, in_memory_max_bytes: int = IN_MEMORY_MAX_BYTES):
+    """The cached trunk outputs: ``(train_tokens, train_labels, test_tokens, test_labels)``.
+
+    Tokens up to ``in_memory_max_bytes`` in all are host tensors, read once; larger ones are
+    :class:`DiskTokens`, read per batch (the same rows either way).
 
     Raises:
         CorruptArtifactError: the rows do not match the dataset's items (never expected: the
@@ -160,8 +219,13 @@ def load_trunk_cache(store: ArtifactStore, key: str, dataset):
                 raise CorruptArtifactError(f"Trunk cache {handle.filename} does not match the dataset's items; "
                                            f"remove it with `{command('cache', None, ['rm', key[:12]])}`.")
             labels = torch.from_numpy(handle["labels"][:])
-            train = torch.from_numpy(handle["tokens"][:n_train])
-            test = torch.from_numpy(handle["tokens"][n_train:])
+            tokens = handle["tokens"]
+            whole = tokens.shape[0] * bytes_per_image(tokens.shape[1:], tokens.dtype.name) <= in_memory_max_bytes
+            if whole:
+                train = torch.from_numpy(tokens[:n_train])
+                test = torch.from_numpy(tokens[n_train:])
+            else:
+                train, test = DiskTokens(handle.filename, 0, n_train), DiskTokens(handle.filename, n_train, tokens.shape[0] - n_train)
         except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
             raise CorruptArtifactError(f"Trunk cache {handle.filename} cannot be read ({type(exc).__name__}); "
                                        f"remove it with `{command('cache', None, ['rm', key[:12]])}`.") from exc
@@ -188,7 +252,8 @@ def _announce(shape: tuple, dtype: str, show: bool) -> None:
     what = f"{shape[1]} tokens x {shape[2]} width" if len(shape) == 3 else f"{shape[1]} pooled values"
     console.print(
         f"Trunk cache: {shape[0]} images x {what} in {dtype} "
-        f"= {_size(per_image)} per image, {_size(per_image * shape[0])} on disk and in memory."
+        f"= {_size(per_image)} per image, {_size(per_image * shape[0])} on disk"
+        + (" and in memory." if per_image * shape[0] <= IN_MEMORY_MAX_BYTES else ", read from it per batch.")
     )
 
 
