@@ -112,3 +112,19 @@ def test_probe_on_features_spilled_to_disk_equals_the_in_memory_probe(tmp_path, 
         np.testing.assert_allclose(spilled[1], resident[1], rtol=1e-6)
         for path in (cache / "probe").glob("*.h5"):
             path.unlink()  # the next normalize setting writes its own key
+
+
+def test_validation_split_equals_the_per_class_scan():
+    """One sort instead of a scan per class (N x C): the same hold-out for the same seed."""
+    from lmmclf.probe.stage import validation_split
+
+    labels = np.random.default_rng(3).integers(0, 37, 2000)
+    for seed in (0, 1):
+        rng, held = np.random.default_rng(seed), []
+        for label in np.unique(labels):
+            rows = np.flatnonzero(labels == label)
+            count = min(max(int(round(0.2 * len(rows))), 1 if len(rows) > 1 else 0), len(rows) - 1)
+            held.extend(rng.permutation(rows)[:count].tolist())
+        fit, val = validation_split(labels, 0.2, seed)
+        np.testing.assert_array_equal(val, np.sort(held))
+        np.testing.assert_array_equal(fit, np.setdiff1d(np.arange(len(labels)), held))

@@ -105,8 +105,10 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         return np.arange(len(labels)), np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     held = []
-    for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
+    # one stable sort groups the rows by class, ascending within each (a scan per class would be N x C)
+    by_class = np.argsort(labels, kind="stable")
+    _, starts = np.unique(labels[by_class], return_index=True)
+    for rows in np.split(by_class, starts[1:]):
         count = int(round(fraction * len(rows)))
         count = min(max(count, 1 if len(rows) > 1 else 0), len(rows) - 1)
         held.extend(rng.permutation(rows)[:count].tolist())
