@@ -26,11 +26,9 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmmclf.datasets.fingerprint import FRAME_VERSION, NOTE_BAD, hash_and_verify
 from lmmclf.hashing import hash_file
 
-# Bump when the definition of the middle frame (or how it is written) changes: it is part of
-# every video dataset's fingerprint, so old artifacts stop matching.
-FRAME_VERSION = 1
 JPEG_QUALITY = 95  # only for frame_format "jpg"; png is lossless
 _PIL_FORMAT = {"png": "PNG", "jpg": "JPEG"}
 
@@ -103,7 +101,6 @@ def extract_one(video: str, cache_root: str, frame_format: str) -> FrameResult:
         cache_root: the artifact cache root.
         frame_format: ``"png"`` or ``"jpg"``.
     """
-    from lmmclf.datasets.fingerprint import NOTE_BAD, hash_and_verify  # it imports this module
 
     try:
         data = Path(video).read_bytes()
