@@ -197,7 +197,8 @@ def test_eval_shows_both_finetune_rows(experiment, runner, store, tmp_path):
     config = tmp_path / "exp.yaml"
     config.write_text(cfg.to_yaml())
     base = run_finetune(cfg.override("finetune", alpha=0.0), store, show_progress=False)[0]
-    partial = runner.invoke(app, ["-c", str(config), "eval", "--method", "all", "--no-plot", "--out-dir", str(tmp_path / "r0")])
+    partial = runner.invoke(app, ["-c", str(config), "eval", "--method", "all", "--no-plot", "--out-dir", str(tmp_path / "r0")],
+                            env={"COLUMNS": "240"})  # the table's cells must not wrap, whatever width the test runs at
     assert partial.exit_code == 0, partial.output
     assert "Finetuning w/o Reg." in partial.stderr and "lmmclf -c" in partial.stderr  # lmm-reg: its command, with the config
     assert "--alpha 0.01" in partial.stderr
