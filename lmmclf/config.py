@@ -40,7 +40,7 @@ PAPER_PROMPT = "Give 10 semantic descriptions of the image"
 
 
 def keyed(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, via: str | None = None,
-          when: tuple[str, Any] | None = None, also: tuple[str, ...] | str = (), backend: bool = False) -> Any:
+          when: tuple[str, Any] | None = None, also: tuple[str, ...] | str = (), backend: bool = False, own: bool = True) -> Any:
     """A config field that enters a cache key.
 
     Args:
@@ -51,9 +51,10 @@ def keyed(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISS
             (``("optimizer", "sgd")`` for momentum): an unused setting must not split the cache.
         also: further artifacts whose keys it enters (store stage names; ``"*"``: every one).
         backend: a describe backend option: it enters the key only for backends that read it.
+        own: it enters the keys of its own section's artifacts (False: only those in ``also``).
     """
     return field(default=default, default_factory=factory,
-                 metadata={"key": True, "via": via, "when": when, "also": also, "backend": backend})
+                 metadata={"key": True, "via": via, "when": when, "also": also, "backend": backend, "own": own})
 
 
 def runtime(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, backend: bool = False) -> Any:
@@ -103,6 +104,9 @@ class DescribeSection:
     temperature: float = keyed(1.0, when=("sample", True))  # with sample only: MiniGPT-4's value
     top_p: float = keyed(0.9, when=("sample", True))  # with sample only: MiniGPT-4's value
     seed: int = keyed(0, when=("sample", True))  # with sample only; re-seeded per batch
+    # only list answers count (prose and captions become failures): the papers' rule. Not in the describe key (the
+    # same answers serve both policies); it enters embed-text's key through the digest of the descriptions it reads
+    require_list: bool = keyed(False, via="the digest of the descriptions embed-text reads", also=("embed-text",), own=False)
     split: Literal["train", "test", "all"] = keyed("all", also=("embed-image",))
     limit: Optional[int] = keyed(None, via="limit (none when it keeps every image)", also=("embed-image",))  # describe only the first N images (for trying things out)
     base_url: Optional[str] = runtime(None, backend=True)  # openai backend: the server's /v1 URL

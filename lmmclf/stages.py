@@ -264,7 +264,8 @@ def field_entries() -> list[FieldEntry]:
             enters: tuple[str, ...] = ()
             if declaration["key"]:
                 also = declaration.get("also", ())
-                enters = tuple(ARTIFACTS) if also == "*" else tuple(dict.fromkeys((*own, *also)))
+                mine = own if declaration.get("own", True) else ()
+                enters = tuple(ARTIFACTS) if also == "*" else tuple(dict.fromkeys((*mine, *also)))
             when = declaration.get("when")
             entries.append(FieldEntry(
                 section=section, name=f.name, key=declaration["key"], enters=enters,

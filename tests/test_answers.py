@@ -51,11 +51,11 @@ def test_parser_cases(text, expected):
 # -- item 7: validation ----------------------------------------------------------------------------
 @pytest.mark.parametrize("text, reason", [
     ("I'm sorry, I can't help with that.", "the model refused"),
-    ("A scene with some detail.", "no list in the answer"),
-    ("Sure! Here are 10 descriptions:\n\n1", "no list in the answer"),
+    ("Sure! Here are 10 descriptions:", "no description in the answer"),
     ("<|video_pad|><|im_end|>", "special tokens"),
+    ("<think>They want ten.</think>", "only reasoning"),
 ])
-def test_answers_without_a_list_are_failures_with_a_reason(text, reason):
+def test_answers_without_descriptions_are_failures_with_a_reason(text, reason):
     parsed = parse_answer(text, 10)
     assert parsed.descriptions == [] and reason in parsed.error
 
@@ -76,7 +76,7 @@ def test_refused_cut_and_listless_answers_through_the_cli(runner, pets):
         result = _describe(runner, server)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["truncated"] == 2 and summary["failed"] == 3
+    assert summary["truncated"] == 2 and summary["failed"] == 2  # the single sentence is a caption now
     with h5py.File(summary["artifact"]) as handle:
         ids = list(handle["ids"].asstr()[...])
         errors = dict(zip(ids, handle["errors"].asstr()[...]))
@@ -88,7 +88,7 @@ def test_refused_cut_and_listless_answers_through_the_cli(runner, pets):
     fault = {plan[sha][0].removeprefix("answer:"): ident[sha] for sha in plan}
     assert errors[fault["refusal"]].startswith("the model refused")
     assert errors[fault["preamble_only"]].startswith("the answer was cut by the token budget")
-    assert errors[fault["sentence"]].startswith("no list in the answer")
+    assert rows[fault["sentence"]] == ["A scene with some detail."] and not errors[fault["sentence"]]
     assert cut[fault["length"]] and rows[fault["length"]] and not rows[fault["length"]][-1].endswith("detai")
     assert all("<|" not in d for d in rows[fault["special_tokens"]]) and rows[fault["special_tokens"]]
     assert not any("not this" in d for d in rows[fault["think"]])

@@ -265,13 +265,20 @@ def test_failures_are_recorded_reported_and_retried_next_run(dataset, store):
         assert not data["ok"][[1, 4, 6]].any() and data["ok"].sum() == len(dataset.items) - 3
         assert errors[bad.id].startswith("gave up after 3 tries: HTTP 500")
         assert errors[rejected.id].startswith("rejected: HTTP 400")
-        assert errors[empty.id] == "rejected: empty answer"
+        assert errors[empty.id] == "empty answer"
         assert data["num_descriptions"][1] == 0 and data["descriptions"][1][0] == b""
+        with h5py.File(first.artifact, "r") as handle:
+            assert list(handle["answered"][[1, 4, 6]]) == [False, False, True]
         before = len(server.requests)
         second = run_describe(cfg, dataset, store, show_progress=False)
-        assert len(server.requests) - before == 3  # only the failed rows were asked again
-    assert second.described == 3 and second.skipped == len(dataset.items) - 3 and second.failures_total == 0
-    assert _read(second.artifact)["ok"].all()
+        # the passing failures were asked again; the model's empty answer stands under greedy decoding
+        assert len(server.requests) - before == 2
+        assert second.described == 2 and second.kept_failures == 1 and second.failures_total == 1
+        before = len(server.requests)
+        third = run_describe(cfg, dataset, store, show_progress=False, retry_failed=True)
+        assert len(server.requests) - before == 1  # exactly the failed image
+    assert third.described == 1 and third.skipped == len(dataset.items) - 1 and third.failures_total == 0
+    assert _read(third.artifact)["ok"].all()
 
 
 def test_unreadable_image_fails_alone(dataset, store, tmp_path):

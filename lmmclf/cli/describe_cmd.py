@@ -41,6 +41,8 @@ def describe(
     compile_decoding: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="hf backend on CUDA: static KV cache + torch.compile for the decode loop (compiles once per batch shape).")] = None,
     minigpt4_vision: Annotated[Optional[str], typer.Option("--minigpt4-vision", help="minigpt4 backend: BLIP-2 checkpoint (hub id or folder) whose ViT, Q-Former and query tokens it uses (default Salesforce/blip2-flan-t5-xxl).")] = None,
     minigpt4_projection: Annotated[Optional[str], typer.Option("--minigpt4-projection", help="minigpt4 backend: MiniGPT-4's pretrained_minigpt4.pth (a file, or hf://org/repo/file).")] = None,
+    require_list: Annotated[Optional[bool], typer.Option("--require-list/--any-shape", help="Count only list answers (the papers' rule); by default prose gives its sentences and a caption one description.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Ask again for every failed image, refusals and empty answers too (a plain rerun retries only passing failures: greedy decoding repeats an answer).")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: describe only items I, I+N, ... (0 <= I < N); run N of these anywhere sharing the cache.")] = None,
     force: ForceOpt = False,
     json_output: JsonOpt = False,
@@ -63,11 +65,12 @@ def describe(
         num_descriptions=num_descriptions, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
         sample=sample, temperature=temperature, top_p=top_p, seed=seed, base_url=base_url, concurrency=concurrency,
         compile=compile_decoding, minigpt4_vision=minigpt4_vision, minigpt4_projection=minigpt4_projection,
+        require_list=require_list,
     )
     shard_range = parse_shard(shard)
     index = load_dataset(cfg, store)
     summary = run_describe(cfg, index, store, shard=shard_range, retry_command=same_command(ctx), force=force,
-                           show_summary=not json_output)
+                           show_summary=not json_output, retry_failed=retry_failed)
     if json_output:
         print_json(summary.to_dict())
     problem = nothing_usable(summary)
@@ -77,7 +80,7 @@ def describe(
 
 def same_command(ctx: typer.Context) -> str:
     """The command line that retries this one: global options and the arguments and options given
-    (not --json, and not --force: a retry redoes only the failed images)."""
+    (not --json, --force or --retry-failed: a plain retry redoes only the passing failures)."""
     from lmmclf import stages
 
     words: list[str] = []
@@ -85,7 +88,7 @@ def same_command(ctx: typer.Context) -> str:
         value = ctx.params.get(param.name)
         # compared by name: typer may bring its own copy of click, whose classes are not click's
         source = getattr(ctx.get_parameter_source(param.name), "name", None)
-        if value is None or param.name in ("json_output", "force") or source != "COMMANDLINE":
+        if value is None or param.name in ("json_output", "force", "retry_failed") or source != "COMMANDLINE":
             continue
         if param.param_type_name == "argument":
             words.append(str(value))

@@ -16,11 +16,18 @@ HDF5 layout (stage ``describe``)::
     num_descriptions  (N,)   int32
     raw               (N,)   utf-8 str, the model's answer
     generated_tokens  (N,)   int32
-    ok                (N,)   bool; False rows failed (their reason in ``errors``) and are
-                             retried by the next ``lmmclf describe`` with the same key
+    ok                (N,)   bool; False rows failed (their reason in ``errors``)
     errors            (N,)   utf-8 str, "" when ok
     truncated         (N,)   bool; the answer hit max_new_tokens (its cut last item dropped).
                              Absent in artifacts written before it: read as all False.
+    shapes            (N,)   utf-8 str: ``list``, ``prose``, ``single`` or ``cut`` (ok rows), ""
+                             (failed rows). Absent before parser version 3 (re-parsed on read).
+    answered          (N,)   bool; the model gave this answer (ok, refused, empty...): under
+                             greedy decoding it would give it again, so a failed answered row
+                             is asked again only with ``--retry-failed`` (or ``--sample``); a
+                             transient failure (no answer: connection, 5xx, a timeout) is
+                             retried by the next run. Absent before: derived (an ok row, a
+                             failed row with raw text, an empty answer).
     attrs: num_descriptions_requested = K, prompt, backend, model, resolved_*, and
            parser_version: the parser that made ``descriptions`` (readers re-parse ``raw``
            when it is older than :data:`~lmmclf.describe.parse.PARSER_VERSION`)
@@ -35,8 +42,9 @@ from typing import Any, Iterable
 from rich.markup import escape
 
 from lmmclf.describe.backends.base import Answer, backend_class, unread_options
-from lmmclf.describe.parse import KEY_PARSER_VERSION, PARSER_VERSION, parse_answer
+from lmmclf.describe.parse import KEY_PARSER_VERSION, PARSER_VERSION, SHAPES, needs_reparse, parse_answer
 from lmmclf.describe.prompts import resolve_prompt
+from lmmclf.describe.reading import answered_rows, stored_shapes
 from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.filehash import FileHashCache
 from lmmclf.stages import command, key_params, version
@@ -45,6 +53,8 @@ from lmmclf.store import KeySpec
 STAGE = "describe"
 STAGE_VERSION = version(STAGE)  # bump it in lmmclf.stages when the content changes for the same key inputs
 LAYOUT = ("ids", "descriptions", "num_descriptions", "raw", "generated_tokens", "ok", "errors")
+# what a failed row may say about why: an answer the model gave, which greedy decoding repeats
+ANSWERED = "answered"
 
 
 def describe_spec(cfg, dataset, store) -> KeySpec:
@@ -116,8 +126,10 @@ def answer_record(answer: Answer, k: int) -> dict[str, Any]:
 
     NUL characters are dropped from the text: HDF5 strings cannot hold them. An answer of the
     wrong shape (text not a string, a token count that is not a small integer) becomes that
-    image's failure, so a backend's surprise never ends the run. A refusal, an answer with no
-    list, or one cut before its first complete item is a failure with its reason (its raw text kept).
+    image's failure, so a backend's surprise never ends the run. A refusal, an empty answer or
+    one with only reasoning is a failure with its reason (its raw text kept) marked ``answered``:
+    the model's own answer, final under greedy decoding (the runner asks again only with
+    ``--retry-failed`` or ``--sample``).
     """
     tokens = _count(answer.generated_tokens)
     retries = _count(answer.retries)
@@ -126,25 +138,35 @@ def answer_record(answer: Answer, k: int) -> dict[str, Any]:
     if not error and answer.text is not None and not isinstance(answer.text, str):
         error = f"the answer is not text ({type(answer.text).__name__})"
     text = answer.text.replace("\x00", "") if isinstance(answer.text, str) else ""
-    if not error and not text.strip():
-        error = "empty answer"
     base = {"id": answer.id, "generated_tokens": tokens, "retries": retries, "truncated": truncated}
+    if not error and not text.strip():
+        return {**base, "ok": False, "error": "empty answer", "answered": True}
+    if error and answer.answered is True:
+        return {**base, "ok": False, "error": error, ANSWERED: True}
     if error:
         return {**base, "ok": False, "error": error, "systemic": answer.systemic is True}
     return parsed_record({**base, "ok": True, "raw": text}, k)
 
 
 def parsed_record(record: dict[str, Any], k: int) -> dict[str, Any]:
-    """``record`` (one with a ``raw`` answer) with its descriptions parsed by the current parser.
+    """``record`` (one with a ``raw`` answer) with its descriptions and shape from the current parser.
 
-    A raw answer that holds no usable list makes the record a failure with the parser's reason.
-    Used for new answers and, when the artifact is written, for rows parsed by an older parser.
+    Parsed under the default answer policy (the stored artifact serves both; ``require_list`` is
+    applied by its readers, :mod:`lmmclf.describe.reading`). A raw answer with nothing usable (a
+    refusal, only reasoning) makes the record a failure with the parser's reason. Used for new
+    answers and, when the artifact is written or read, for rows parsed by an older parser.
     """
     parsed = parse_answer(record["raw"], k, truncated=bool(record.get("truncated")))
-    out = {key: value for key, value in record.items() if key not in ("descriptions", "error")}
+    out = {key: value for key, value in record.items() if key not in ("descriptions", "error", "shape")}
+    out[ANSWERED] = True
     if parsed.error:
         return {**out, "ok": False, "error": parsed.error}
-    return {**out, "ok": True, "descriptions": parsed.descriptions}
+    return {**out, "ok": True, "descriptions": parsed.descriptions, "shape": parsed.shape}
+
+
+def reparse(record: dict[str, Any], k: int) -> dict[str, Any]:
+    """A record with its raw answer parsed again by the current parser (records without one as they are)."""
+    return parsed_record(record, k) if isinstance(record.get("raw"), str) and record.get(ANSWERED, record.get("ok")) else record
 
 
 _INT32_MAX = 2**31 - 1
@@ -172,6 +194,11 @@ def valid_record(record: Any) -> dict[str, Any] | None:
         return None
     clean: dict[str, Any] = {"id": item_id, "ok": ok, "generated_tokens": _count(record.get("generated_tokens")),
                              "retries": _count(record.get("retries")), "truncated": record.get("truncated") is True}
+    # a failure that kept its raw text is the model's answer (transient failures never have one)
+    if ok or record.get(ANSWERED) is True or isinstance(record.get("raw"), str):
+        clean[ANSWERED] = True
+    if record.get("shape") in SHAPES:
+        clean["shape"] = record["shape"]
     if ok:
         raw, descriptions = record.get("raw"), record.get("descriptions")
         if not isinstance(raw, str) or not isinstance(descriptions, list) or not all(isinstance(d, str) for d in descriptions):
@@ -205,6 +232,9 @@ def merge_records(sources: Iterable[Iterable[dict[str, Any]]]) -> dict[str, dict
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Every row of an existing artifact as a journal record (failed rows with ``ok=False`` and their reason).
 
+    Rows parsed by an older parser are parsed again from their raw answers, so an answer that
+    failed under the old rules (prose, a caption) reads as the success it now is.
+
     Raises:
         CorruptArtifactError: a dataset of the layout is missing or has the wrong shape.
     """
@@ -227,20 +257,25 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             errors = handle["errors"].asstr()[...]
             # written before truncation was recorded: nothing was known to be cut
             truncated = handle["truncated"][...] if isinstance(handle.get("truncated"), h5py.Dataset) else np.zeros(len(ids), bool)
+            shapes = stored_shapes(handle, len(ids))
+            answered = answered_rows(handle, ok, raw, errors)
+            stale = needs_reparse(handle.attrs.get("parser_version"))
+            k = int(handle.attrs.get("num_descriptions_requested", descriptions.shape[1] if descriptions.ndim == 2 else 0))
     except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CorruptArtifactError(f"{path} is damaged ({str(exc).rstrip('.') or type(exc).__name__}); {fix}.") from exc
     n = len(ids) if ids.ndim == 1 else -1
-    if n < 0 or descriptions.ndim != 2 or any(a.shape != (n,) for a in (ok, raw, counts, tokens, errors, truncated)) or len(descriptions) != n:
+    if (n < 0 or descriptions.ndim != 2 or len(descriptions) != n or len(shapes) != n
+            or any(a.shape != (n,) for a in (ok, raw, counts, tokens, errors, truncated, answered))):
         raise CorruptArtifactError(f"{path} is damaged (its datasets disagree in shape); {fix}.")
     for i, item_id in enumerate(ids):
+        base = {"id": item_id, "generated_tokens": int(tokens[i]), "truncated": bool(truncated[i]),
+                **({ANSWERED: True} if answered[i] else {})}
         if ok[i]:
-            rows.append({
-                "id": item_id, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: max(int(counts[i]), 0)]),
-                "generated_tokens": int(tokens[i]), "truncated": bool(truncated[i]),
-            })
+            row = {**base, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: max(int(counts[i]), 0)]),
+                   **({"shape": shapes[i]} if shapes[i] else {})}
         else:
-            rows.append({"id": item_id, "ok": False, "error": errors[i], "generated_tokens": int(tokens[i]),
-                         "truncated": bool(truncated[i]), **({"raw": raw[i]} if raw[i] else {})})
+            row = {**base, "ok": False, "error": errors[i], **({"raw": raw[i]} if raw[i] else {})}
+        rows.append(reparse(row, k) if stale else row)
     return rows
 
 
@@ -259,7 +294,7 @@ def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k
 
     text = h5py.string_dtype("utf-8")
     # rows from an artifact parsed by an older parser are parsed again from their raw answers (milliseconds)
-    rows = [parsed_record(records[item_id], k) if records[item_id].get("ok") else records[item_id] for item_id in ids]
+    rows = [reparse(records[item_id], k) for item_id in ids]
     table = np.full((len(ids), k), "", dtype=object)
     for i, row in enumerate(rows):
         for j, description in enumerate((row.get("descriptions") or [])[:k]):
@@ -272,6 +307,8 @@ def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k
     handle.create_dataset("ok", data=np.array([bool(r.get("ok")) for r in rows], dtype=bool))
     handle.create_dataset("errors", data=np.array([_hdf5_text(r.get("error", "")) if not r.get("ok") else "" for r in rows], dtype=object), dtype=text)
     handle.create_dataset("truncated", data=np.array([bool(r.get("truncated")) for r in rows], dtype=bool))
+    handle.create_dataset("shapes", data=np.array([r.get("shape", "") if r.get("ok") else "" for r in rows], dtype=object), dtype=text)
+    handle.create_dataset(ANSWERED, data=np.array([bool(r.get(ANSWERED)) for r in rows], dtype=bool))
     handle.attrs["num_descriptions_requested"] = int(k)
     handle.attrs["parser_version"] = PARSER_VERSION  # what made ``descriptions`` (the writer re-parses every row)
     for name, value in attrs.items():

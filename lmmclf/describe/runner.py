@@ -4,7 +4,10 @@ Never lose work:
 - every finished batch is appended (fsync'ed) to a journal beside the artifact
   (``describe/<key>.partial.main.jsonl``, or ``...partial.shard<I>of<N>.jsonl`` with ``--shard``);
 - a rerun of the same command reads every journal of the key (and the rows of an existing
-  artifact), skips what is done and retries what failed;
+  artifact), skips what is done and retries what failed for a passing reason (a connection, a
+  5xx, a timeout, a malformed response, a killed run). An answer the model gave (a refusal, an
+  empty answer) is final under greedy decoding, which would repeat it: it is asked again only
+  with ``--retry-failed``, or by default with ``--sample``;
 - when every selected item has a record, the process that notices writes the HDF5 artifact
   under the store lock (identical to a single uninterrupted run) and removes the journals.
   Failed items become ``ok=False`` rows; the next run retries only them and rewrites the file.
@@ -22,18 +25,22 @@ from rich.markup import escape
 
 from lmmclf.console import console, progress
 from lmmclf.describe.artifact import (
+    ANSWERED,
     STAGE,
     answer_record,
     describe_spec,
     merge_records,
     read_rows,
+    reparse,
     select_items,
     write_artifact,
 )
 from lmmclf.describe.backends.base import Backend, Job, backend_class
+from lmmclf.describe.parse import SHAPES, parse_answer
 from lmmclf.describe.prompts import resolve_prompt
 from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.journal import Journal
+from lmmclf.stages import command, with_option
 
 FAILURES_SHOWN = 5
 # A run whose first answers are this many systemic failures of one kind (a request field the server
@@ -66,6 +73,10 @@ class DescribeSummary:
     retry_command: str | None = None  # the command line that reruns this one
     max_new_tokens: int = 0  # the token budget of this run (named in the hint for cut answers)
     truncated: int = 0  # answers of this run cut by max_new_tokens (complete items kept, the cut one dropped)
+    kept_failures: int = 0  # failed answers the model gave, not asked again (greedy: it would repeat them)
+    answered_failures: int = 0  # failed rows of the artifact that hold the model's own answer (asked again with --retry-failed)
+    shapes: dict[str, int] = field(default_factory=dict)  # answer shape -> images (the artifact's, else this run's)
+    require_list: bool = False  # only list answers counted (describe.require_list)
     stopped: str = ""  # why this run stopped early (systemic failures), "" when it did not
     fix: list[str] = field(default_factory=list)  # command-line words that avoid the failure that stopped it
 
@@ -92,7 +103,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, backend: Backend | None = None,
                  show_progress: bool = True, retry_command: str | None = None, force: bool = False,
-                 show_summary: bool | None = None) -> DescribeSummary:
+                 show_summary: bool | None = None, retry_failed: bool = False) -> DescribeSummary:
     """Describe the selected items of ``dataset``, resuming from journals; write the artifact when complete.
 
     A second process with the same key and shard waits for the first (``store.working``) and
@@ -111,6 +122,8 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
         force: describe again the images the finished artifact already holds (this run's share). What
             this key's journals hold is kept, so an interrupted forced run resumes when run again with
             ``force``; the old artifact stays until the new one replaces it.
+        retry_failed: ask again for every failed image, the model's own failed answers too
+            (greedy decoding repeats them, so a plain rerun does not).
 
     Raises:
         KeyboardInterrupt: after saving finished batches and printing how to resume.
@@ -124,7 +137,8 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
         raise LmmclfError(f"Dataset '{dataset.name}' has duplicate item ids; describe results are stored by id.")
     name = f"shard{shard[0]}of{shard[1]}" if shard else "main"
     journal = Journal(store.partial_path(STAGE, spec.key, f"{name}.jsonl"))
-    summary = DescribeSummary(key=spec.key, total=len(items), retry_command=retry_command, max_new_tokens=section.max_new_tokens)
+    summary = DescribeSummary(key=spec.key, total=len(items), retry_command=retry_command, max_new_tokens=section.max_new_tokens,
+                              require_list=section.require_list)
 
     def waiting() -> None:
         what = f"shard {shard[0]}/{shard[1]} of " if shard else ""
@@ -133,7 +147,7 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
 
     # the whole run holds the activity lock: a twin waits here, then reads what the first one wrote
     with store.working(STAGE, spec.key, name, on_wait=waiting):
-        _run(store, spec, items, shard, journal, section, backend, summary, show_progress, force)
+        _run(store, spec, items, shard, journal, section, backend, summary, show_progress, force, retry_failed)
     if show_summary is None:
         show_summary = show_progress
     if show_summary:
@@ -142,21 +156,32 @@ def run_describe(cfg, dataset, store, shard: tuple[int, int] | None = None, back
 
 
 def _run(store, spec, items: list, shard, journal: Journal, section, backend: Backend | None, summary: DescribeSummary,
-         show_progress: bool, force: bool = False) -> None:
+         show_progress: bool, force: bool = False, retry_failed: bool = False) -> None:
     final = store.path(STAGE, spec.key)
-    records, intact = _known_records(store, spec.key)  # read after taking the lock: a twin may have done it all
+    k = section.num_descriptions
+    records, intact = _known_records(store, spec.key, k)  # read after taking the lock: a twin may have done it all
     if force:  # only the journals count as done: a forced run redoes what the artifact holds, and resumes itself
-        records = merge_records(journal.read() for journal in _journals(store, spec.key))
+        records = {i: reparse(r, k) for i, r in merge_records(journal.read() for journal in _journals(store, spec.key)).items()}
     mine = items[shard[0]::shard[1]] if shard else items
-    todo = [item for item in mine if not records.get(item.id, {}).get("ok")]
-    summary.assigned, summary.skipped = len(mine), len(mine) - len(todo)
+    ask_answered = retry_failed or section.sample  # sampling may answer otherwise; greedy decoding would not
+    todo, kept = [], 0
+    for item in mine:
+        record = records.get(item.id)
+        if record is not None and usable(record, section.require_list):
+            continue
+        if record is not None and record.get(ANSWERED) and not ask_answered:
+            kept += 1  # the model's own answer: asking again would get it again
+            continue
+        todo.append(item)
+    summary.assigned, summary.kept_failures = len(mine), kept
+    summary.skipped = len(mine) - len(todo) - kept
     started = time.perf_counter()
     reasons: dict[str, tuple[str, int]] = {}  # failure kind -> (an example, count)
     if todo:
         owned = backend is None
         backend = backend or backend_class(section.backend)(section, _prompt(section))
         try:
-            _describe(backend, todo, journal, section.num_descriptions, summary, show_progress, reasons)
+            _describe(backend, todo, journal, k, summary, show_progress, reasons, section.require_list)
         except KeyboardInterrupt:
             summary.interrupted = True
             summary.seconds = time.perf_counter() - started
@@ -189,8 +214,6 @@ def nothing_usable(summary: DescribeSummary) -> str | None:
     """
     retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
     if summary.fix:  # the failure names the setting that avoids it: the retry carries the change
-        from lmmclf.stages import command, with_option
-
         flag, value = summary.fix
         again = with_option(summary.retry_command, flag, value) if summary.retry_command else command("describe", extra=summary.fix)
         retry = f"`{again}`"
@@ -198,12 +221,24 @@ def nothing_usable(summary: DescribeSummary) -> str | None:
         return f"{summary.stopped}; {'run' if summary.fix else 'fix the cause, then run'} {retry}."
     if summary.interrupted or summary.usable or not summary.assigned:
         return None
+    if summary.kept_failures and not summary.described + summary.failed:  # nothing asked: the answers stand
+        again = f"`{with_flag(summary.retry_command, '--retry-failed')}`" if summary.retry_command else "the same command with --retry-failed"
+        return (f"All {summary.assigned} images have failed answers from an earlier run, kept because greedy decoding would "
+                f"give them again; nothing usable is stored: change the model or prompt, or run {again} to ask again.")
     reason = f", most often ({summary.common_failure_count} of them) with: {summary.common_failure.rstrip('.')}" if summary.common_failure else ""
     if summary.fix:
         return (f"All {summary.assigned} images failed to be described{reason}; nothing usable was stored "
                 f"(failures are recorded and retried): run {retry}.")
     return (f"All {summary.assigned} images failed to be described{reason}; nothing usable was stored "
             f"(failures are recorded and retried): fix the cause, then run {retry} again.")
+
+
+def with_flag(command_line: str, flag: str) -> str:
+    """``command_line`` with the value-less ``flag`` added (once)."""
+    import shlex
+
+    words = shlex.split(command_line)
+    return command_line if flag in words else shlex.join([*words, flag])
 
 
 def _prompt(section) -> str:
@@ -214,7 +249,12 @@ def _journals(store, key: str) -> list[Journal]:
     return [Journal(path) for path in sorted((store.root / STAGE).glob(f"{key}.partial.*.jsonl"))]
 
 
-def _known_records(store, key: str) -> tuple[dict[str, dict[str, Any]], bool]:
+def usable(record: dict[str, Any], require_list: bool) -> bool:
+    """True when ``record`` gives descriptions under the answer policy (with ``require_list``: a list's)."""
+    return bool(record.get("ok")) and (not require_list or record.get("shape") == "list")
+
+
+def _known_records(store, key: str, k: int) -> tuple[dict[str, dict[str, Any]], bool]:
     """Records from the existing artifact's rows and from every journal of this key, and whether that artifact is intact.
 
     The artifact's failed rows count as records (still retried: only ``ok`` ones are skipped), so
@@ -233,13 +273,14 @@ def _known_records(store, key: str) -> tuple[dict[str, dict[str, Any]], bool]:
             # marked complete but damaged (a dataset deleted or cut): absent, rebuilt from journals and new work
             console.print(f"[yellow]Ignoring a damaged artifact[/]: {escape(str(exc))}", soft_wrap=True)
     stored = merge_records(sources)
-    fresh = merge_records(journal.read() for journal in _journals(store, key))
+    # a journal written by an older lmmclf: its answers parsed again, as the artifact's rows are
+    fresh = {item_id: reparse(record, k) for item_id, record in merge_records(journal.read() for journal in _journals(store, key)).items()}
     stored.update({item_id: record for item_id, record in fresh.items() if record["ok"] or not stored.get(item_id, {}).get("ok")})
     return stored, intact
 
 
 def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: DescribeSummary, show_progress: bool,
-              reasons: dict[str, tuple[str, int]]) -> None:
+              reasons: dict[str, tuple[str, int]], require_list: bool = False) -> None:
     """Ask the backend about ``todo``, journaling each batch; ``reasons`` counts failures by kind (-> one example)."""
     from rich.progress import TextColumn
 
@@ -265,6 +306,11 @@ def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: D
                 summary.tokens += int(record.get("generated_tokens") or 0)
                 summary.retries += int(record.get("retries") or 0)
                 summary.truncated += bool(record.get("truncated"))
+                if record["ok"]:
+                    summary.shapes[record["shape"]] = summary.shapes.get(record["shape"], 0) + 1
+                if record["ok"] and not usable(record, require_list):  # a stored answer the strict policy refuses
+                    record = {**record, "ok": False,
+                              "error": parse_answer(record["raw"], k, record["truncated"], require_list=True).error}
                 if record["ok"]:
                     summary.described += 1
                     streak = None  # the settings work: later failures are the images' own
@@ -298,7 +344,7 @@ def _failure_kind(error: str) -> str:
 def _finish(store, spec, ids: list[str], section, resolved: dict[str, Any], summary: DescribeSummary) -> None:
     """Write the artifact if every item has a record (under the lock), then drop the journals."""
     with store.lock(STAGE, spec.key):
-        records, _ = _known_records(store, spec.key)
+        records, _ = _known_records(store, spec.key, section.num_descriptions)
         missing = [item_id for item_id in ids if item_id not in records]
         summary.remaining = len(missing)
         if missing:
@@ -324,11 +370,27 @@ def _describe_existing(path, summary: DescribeSummary) -> None:
     except CorruptArtifactError as exc:  # damaged since we wrote it; the next run rebuilds it
         console.print(f"[yellow]Warning[/]: {escape(str(exc))}", soft_wrap=True)
         return
-    failed = [row for row in rows if not row["ok"]]
+    good = [row for row in rows if usable(row, summary.require_list)]
+    failed = [row for row in rows if not usable(row, summary.require_list)]
     summary.failures_total = len(failed)
-    summary.count_distribution = dict(sorted(Counter(len(row["descriptions"]) for row in rows if row["ok"]).items()))
+    summary.answered_failures = sum(1 for row in failed if row.get(ANSWERED))
+    summary.count_distribution = dict(sorted(Counter(len(row["descriptions"]) for row in good).items()))
+    summary.shapes = shape_counts(rows)
     if failed and not summary.failure_examples:
-        summary.failure_examples = [f"{row['id']}: {row['error']}" for row in failed[:FAILURES_SHOWN]]
+        summary.failure_examples = [f"{row['id']}: {_policy_error(row)}" for row in failed[:FAILURES_SHOWN]]
+
+
+def shape_counts(rows) -> dict[str, int]:
+    """Answers per shape over ``rows`` (ok rows; every shape named, zeros included)."""
+    counts = Counter(row.get("shape") for row in rows if row.get("ok"))
+    return {shape: counts.get(shape, 0) for shape in SHAPES}
+
+
+def _policy_error(row: dict[str, Any]) -> str:
+    """A failed row's reason; for an ok row the strict policy refuses, why it refuses it."""
+    if not row.get("ok"):
+        return row.get("error", "")
+    return parse_answer(row["raw"], len(row["descriptions"]) or 1, row.get("truncated", False), require_list=True).error
 
 
 def _report_interrupt(summary: DescribeSummary, journal: Journal) -> None:
@@ -356,6 +418,11 @@ def print_summary(summary: DescribeSummary) -> None:
         rows.append(("requests retried", str(summary.retries)))
     if summary.truncated:
         rows.append(("cut by max_new_tokens", f"{summary.truncated} (complete items kept, the cut last one dropped)"))
+    if summary.shapes:
+        rows.append(("answer shapes", ", ".join(f"{shape} {count}" for shape, count in summary.shapes.items())
+                     + ("  (only lists count: describe.require_list)" if summary.require_list else "")))
+    if summary.kept_failures:
+        rows.append(("failed answers kept", f"{summary.kept_failures} (not asked again: greedy decoding repeats them)"))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -367,18 +434,25 @@ def print_summary(summary: DescribeSummary) -> None:
             spread.add_row(str(count), str(images))
         console.print(spread)
     if summary.truncated:
-        from lmmclf.stages import command
-
         console.print(f"[yellow]{summary.truncated} answers were cut by the token budget[/] (describe.max_new_tokens); "
                       f"to keep every item, raise it, e.g. `{escape(command('describe', extra=['--max-new-tokens', str(2 * summary.max_new_tokens or 600)]))}`.",
+                      soft_wrap=True)
+    cut, answers = summary.shapes.get("cut", 0), sum(summary.shapes.values())
+    if answers and cut * 2 > answers:
+        console.print(f"[yellow]Most answers ({cut} of {answers}) were cut before their first complete sentence[/]; "
+                      f"raise the token budget, e.g. `{escape(command('describe', extra=['--max-new-tokens', str(2 * summary.max_new_tokens or 600)]))}`.",
                       soft_wrap=True)
     if summary.remaining:
         console.print(f"{summary.remaining} images are still with other shards; the last shard to finish writes the artifact.")
     if summary.failures_total or summary.failed:
         failed = summary.failures_total or summary.failed
+        again = (with_flag(summary.retry_command, "--retry-failed") if summary.retry_command
+                 else command("describe", extra=["--retry-failed"]))
         retry = f"`{summary.retry_command}`" if summary.retry_command else "the same command"
-        console.print(f"[yellow]{failed} of {summary.total} images failed[/] (recorded with their reason; run {escape(retry)} again to retry only them):",
-                      soft_wrap=True)
+        answered = (f"; the model's own answers ({summary.answered_failures}: refusals, empty answers) stand under greedy "
+                    f"decoding, and `{again}` asks again for every failed image") if summary.answered_failures else ""
+        console.print(f"[yellow]{failed} of {summary.total} images failed[/] (recorded with their reason; run {escape(retry)} again "
+                      f"to retry the passing failures{escape(answered)}):", soft_wrap=True)
         for line in summary.failure_examples:
             console.print(f"  {escape(line)}", soft_wrap=True)
     if summary.artifact:

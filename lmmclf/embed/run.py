@@ -161,17 +161,16 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
     Raises:
         MissingArtifactError: the describe artifact is not in the cache (names ``lmmclf describe``).
     """
+    from lmmclf.describe.reading import descriptions_digest
     from lmmclf.embed.texts import encode_texts, pool, read_descriptions, scatter
 
     holder = clip if isinstance(clip, _ClipHolder) else _ClipHolder(cfg, clip)
     wanted = _describe_wanted(cfg, dataset, store, describe)
     describe = describe or wanted.key
-    spec = text_embed_spec(cfg, dataset, store, describe)
     report = report if report is not None else EmbedReport()
-    report.text_key = spec.key
     with store.open("describe", describe, make_hint=command("describe", dataset.name), wanted=wanted) as handle:
         try:
-            descriptions = read_descriptions(handle)
+            descriptions = read_descriptions(handle, cfg.describe.require_list)
         except (KeyError, OSError, ValueError, TypeError, IndexError) as exc:
             descriptions, damage = None, str(exc).rstrip(".") or type(exc).__name__
         else:
@@ -180,6 +179,9 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
             raise CorruptArtifactError(
                 f"{handle.filename} is damaged ({damage}); run `{command('describe', dataset.name)}` again with the same options to rebuild it."
             )
+    # keyed by what was just read: the descriptions the artifact holds now, under the policy in effect
+    spec = text_embed_spec(cfg, dataset, store, describe, digest=descriptions_digest(descriptions))
+    report.text_key = spec.key
     flat_texts = [text for texts in descriptions.texts for text in texts]
 
     def compute(handle) -> int:

@@ -3,7 +3,11 @@
 Image embeddings do not depend on the LMM: their key holds the dataset, the CLIP identity,
 the covered items and the storage dtype, so every describe variant (another prompt, another
 LMM) shares one image artifact and changing the prompt re-embeds only the texts. Text
-embeddings are keyed by the describe artifact they read plus the CLIP identity.
+embeddings are keyed by the describe artifact they read, the digest of the descriptions they
+read from it (:mod:`lmmclf.describe.reading`: what that artifact holds now, under the parser and
+the answer policy in effect) and the CLIP identity. A describe retry or a forced run rewrites its
+artifact under the same describe key; the digest is what makes text embeddings, prototypes,
+probes and fine-tuning follow it.
 
 Not in the keys: device, batch size, workers and the autocast precision. fp16 autocast moves
 embeddings by about 1e-3 relative, far below what changes a probe's accuracy, and keying on
@@ -19,7 +23,6 @@ from lmmclf.clip import clip_identity
 from lmmclf.config import ExperimentConfig
 from lmmclf.datasets.base import DatasetIndex, Item
 from lmmclf.describe.artifact import effective_limit
-from lmmclf.describe.parse import PARSER_VERSION
 from lmmclf.filehash import FileHashCache
 from lmmclf.stages import key_params, version
 from lmmclf.store import ArtifactStore, KeySpec
@@ -83,7 +86,8 @@ def describe_key(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSt
 
 
 def text_embed_spec(
-    cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, describe: str | None = None
+    cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactStore, describe: str | None = None,
+    digest: str | None = None,
 ) -> KeySpec:
     """The key of the description embeddings of the describe artifact named by ``cfg``.
 
@@ -92,13 +96,30 @@ def text_embed_spec(
         dataset: the loaded dataset.
         store: the artifact store.
         describe: the describe artifact's key; computed from ``cfg`` when None.
+        digest: the digest of the descriptions read from it (:func:`~lmmclf.describe.reading.descriptions_digest`);
+            read from the artifact when None. While the describe artifact is not in the cache it is
+            None in the key, which then names nothing in the cache (its input is missing).
     """
+    describe = describe or describe_key(cfg, dataset, store)
+    if digest is None:
+        digest = descriptions_digest_of(store, describe, cfg.describe.require_list)
     return KeySpec(
         stage=TEXT_STAGE,
         version=TEXT_VERSION,
         dataset=dataset.identity(),
         model=clip_model_identity(cfg, store),
-        # the parser in effect: descriptions are re-parsed on read when the artifact's are older
-        params={**key_params(cfg, TEXT_STAGE), "parser_version": PARSER_VERSION},
-        inputs={"describe": describe or describe_key(cfg, dataset, store)},
+        params={**key_params(cfg, TEXT_STAGE), "descriptions": digest},
+        inputs={"describe": describe},
     )
+
+
+def descriptions_digest_of(store: ArtifactStore, describe: str, require_list: bool) -> str | None:
+    """The digest of what the describe artifact ``describe`` holds under the policy; None while it is absent or unreadable."""
+    from lmmclf.describe.reading import artifact_digest
+
+    if not store.is_complete("describe", describe):
+        return None
+    try:
+        return artifact_digest(store.path("describe", describe), require_list)
+    except (OSError, KeyError, ValueError, TypeError, IndexError):
+        return None  # damaged: reading it (embed) names the damage and the command that rebuilds it

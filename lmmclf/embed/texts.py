@@ -11,63 +11,20 @@ description keeps an all-False mask row and a zero pooled vector; methods that u
 zero text feature for it (reported, and counted in their artifacts) so that every method is
 tested on the same images.
 
-Descriptions parsed by an older parser than this lmmclf's (the artifact's ``parser_version``
-attribute) are parsed again from the stored raw answers on read: a parser improvement reaches
-every describe artifact without describing again (docs/describe.md, "Parser versions").
+What counts as a valid description, re-parsing under a newer parser and the answer policy
+(``describe.require_list``) live in :mod:`lmmclf.describe.reading`, which the text key's digest
+of the descriptions also comes from.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from lmmclf.describe.reading import Descriptions, read_descriptions
 
-@dataclass
-class Descriptions:
-    """What the text stage reads from a describe artifact.
-
-    Args:
-        ids: item ids in the artifact's order.
-        texts: ``texts[i]`` is the list of valid descriptions of item ``i`` (maybe empty).
-        capacity: K, the number of descriptions requested (the width of the stored arrays).
-    """
-
-    ids: list[str]
-    texts: list[list[str]]
-    capacity: int
-
-
-def _strings(values) -> list[str]:
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
-
-
-def read_descriptions(handle: Any) -> Descriptions:
-    """Read the valid descriptions of a describe artifact (an open ``h5py.File``).
-
-    Args:
-        handle: the describe artifact (layout in docs/paper1.md).
-    """
-    ids = _strings(handle["ids"][()])
-    table = handle["descriptions"][()]
-    counts = handle["num_descriptions"][()]
-    ok = handle["ok"][()]
-    capacity = int(handle.attrs.get("num_descriptions_requested", table.shape[1] if table.ndim == 2 else 0))
-    capacity = max(capacity, table.shape[1] if table.ndim == 2 else 0)
-    texts = []
-    for row, count, good in zip(table, counts, ok):
-        chosen = [t for t in _strings(row[: int(count)]) if t.strip()] if good else []
-        texts.append(chosen)
-    from lmmclf.describe.parse import needs_reparse, parse_answer
-
-    if needs_reparse(handle.attrs.get("parser_version")):
-        raw = _strings(handle["raw"][()])
-        cut = handle["truncated"][()] if "truncated" in handle else np.zeros(len(ids), dtype=bool)
-        k = int(handle.attrs.get("num_descriptions_requested", capacity))
-        # a row the current parser finds no list in (a refusal stored as a description) keeps none
-        texts = [parse_answer(raw[i], k, bool(cut[i])).descriptions if good else [] for i, good in enumerate(ok)]
-    return Descriptions(ids=ids, texts=texts, capacity=capacity)
+__all__ = ["Descriptions", "read_descriptions", "encode_texts", "encode_tokens", "scatter", "pool"]
 
 
 def _trimmable(model: Any) -> bool:

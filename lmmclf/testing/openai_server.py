@@ -19,7 +19,12 @@ repeats the request's Authorization header, to prove lmmclf scrubs it), and the 
 - ``odd:<shape>``: a 200 of valid JSON in an unexpected shape, one of :data:`ODD_SHAPES`;
 - answers that are not lists, one of :data:`ANSWER_SHAPES` (``answer:<shape>``): a refusal,
   an answer cut by ``max_tokens`` (``finish_reason: "length"``), one cut right after its
-  preamble, special tokens left in, a ``<think>`` block, a single sentence.
+  preamble, special tokens left in, a ``<think>`` block, a single sentence, and the shapes the
+  supported families give: ``caption`` (BLIP-2 OPT, PaliGemma: one lower-case line), ``paragraph``
+  (LLaVA-1.5, InstructBLIP: prose of several sentences), ``qwen_list`` (Qwen2-VL: a numbered
+  list with bold headings), ``cut_paragraph`` (prose cut by ``max_tokens`` after two complete
+  sentences) and ``cut_early`` (cut inside its first sentence). The texts of the family shapes
+  carry the image's digest, so different images give different descriptions.
 
 ``accepted_fields`` reproduces ``transformers serve`` (transformers 5.24, read from its source and
 checked against the real server): a request with a field outside that set gets HTTP 422
@@ -41,6 +46,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import threading
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,7 +130,23 @@ ANSWER_SHAPES: dict[str, Any] = {
     "special_tokens": lambda text: (text.replace("\n", "<|video_pad|>\n") + "<|im_end|>", "stop"),
     "think": lambda text: ("<think>The user wants descriptions.\n1. not this\n2. nor this</think>\n" + text, "stop"),
     "sentence": lambda text: ("A scene with some detail.", "stop"),
+    "caption": lambda text: (f"a man riding a horse on the beach near {_tag(text)}\n", "stop"),
+    "paragraph": lambda text: (_paragraph(text), "stop"),
+    "qwen_list": lambda text: ("\n".join(f"{i}. **Aspect {i}**: The scene {_tag(text)} shows detail {i}." for i in range(1, 11)), "stop"),
+    "cut_paragraph": lambda text: (_paragraph(text) + " A dog runs beside the hor", "length"),
+    "cut_early": lambda text: (f"The image shows a man in a red shirt riding a brown horse past {_tag(text)} al", "length"),
 }
+
+
+def _tag(text: str) -> str:
+    """The image's mark in its normal answer (``scene <sha6>``), so family shapes differ per image."""
+    found = re.search(r"scene (\w+)", text)
+    return f"dune {found.group(1)}" if found else "a dune"
+
+
+def _paragraph(text: str) -> str:
+    return (f"The image shows a man in a red shirt riding a brown horse along a sandy beach by {_tag(text)}. "
+            "Waves break behind him under a cloudy sky, e.g. near the pier. Dr. Jones would call it 3.5 m of surf.")
 
 
 def answer_for(image_sha256: str, prompt: str, k: int = 10) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from lmmclf.errors import ConfigError
+from lmmclf.errors import ConfigError, ImageReadError
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class Job:
 
     id: str
     path: Path
+
+
+def unreadable(job: Job, exc: Exception) -> str:
+    """The failure text of an image that could not be read or prepared (the reader's reason when it is the reader's)."""
+    detail = exc.reason if isinstance(exc, ImageReadError) else f"{type(exc).__name__}: {exc}"
+    return f"unreadable image {job.path}: {detail}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class Answer:
             fails alike for every image, so the run stops after the first few (runner).
         fix: for a systemic failure, the option and value that avoid it (e.g.
             ``("--repetition-penalty", "1.0")``), set in the retry command the run prints.
+        answered: the failure is the model's own answer (a refusal, an empty answer, a content
+            filter), not a transient fault: under greedy decoding it is final (runner).
     """
 
     id: str
@@ -66,6 +74,7 @@ class Answer:
     truncated: bool = False
     systemic: bool = False
     fix: tuple[str, ...] = ()
+    answered: bool = False
 
     @property
     def ok(self) -> bool:

@@ -2,7 +2,8 @@
 
 This is the scale-out path: a vLLM deployment batches continuously across requests and
 spreads the model over many GPUs; lmmclf keeps ``--concurrency`` requests in flight and
-journals answers as they arrive. Images go as base64 data URLs. 408, 409, 429, 5xx, timeouts,
+journals answers as they arrive. Images go as base64 data URLs of the upright RGB pixels every
+stage reads (:func:`encode_image`). 408, 409, 429, 5xx, timeouts,
 dropped connections and unparseable bodies are retried with exponential backoff and full
 jitter (``Retry-After`` honoured), up to ``describe.max_retries`` times; then the image is
 recorded as failed with the last reason, and retried on the next run. What another try cannot
@@ -46,10 +47,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Iterable, Iterator
 
 from lmmclf.describe.backends import deadline
-from lmmclf.describe.backends.base import Answer, Backend, Job
+from lmmclf.describe.backends.base import Answer, Backend, Job, unreadable
 from lmmclf.describe.backends.openai_key import Scrubber, api_key_from_env
 from lmmclf.describe.backends.openai_response import NoAnswer, parse_body, storable
 from lmmclf.errors import ConfigError
+from lmmclf.image_read import read_image
 
 BACKOFF_CAP = 60.0  # seconds: the longest wait between two tries
 # One response body at most. An answer is max_new_tokens tokens of a few bytes each: 32k tokens
@@ -79,10 +81,11 @@ class _Rejected(Exception):
     ``fix``: the command-line words that avoid it, when known.
     """
 
-    def __init__(self, reason: str, systemic: bool = False, fix: tuple[str, ...] = ()):
+    def __init__(self, reason: str, systemic: bool = False, fix: tuple[str, ...] = (), answered: bool = False):
         super().__init__(reason)
         self.systemic = systemic
         self.fix = fix
+        self.answered = answered  # the model's own answer (a refusal, an empty one): greedy decoding repeats it
 
 
 # Request fields only some servers accept -> (flag, value) that stops lmmclf sending them.
@@ -100,27 +103,32 @@ _DETERMINISTIC_5XX = {500, 501}
 
 
 def encode_image(path, max_side: int = 0) -> str:
-    """A ``data:`` URL of the image: the file's own bytes when the server can read them as is.
+    """A ``data:`` URL of the pixels every stage reads (:mod:`lmmclf.image_read`).
+
+    The file's own bytes go when they already hold those pixels in a format servers take: no
+    EXIF orientation to apply, no transparency, not 16-bit (``ReadImage.changed`` is false), and
+    not over ``max_side``. Otherwise the upright RGB pixels go as PNG, so the server never
+    sees a phone photo sideways, nor decides for itself what a transparent pixel is.
 
     Args:
         path: the image file.
         max_side: downscale so the longer side is at most this (0: never).
-    """
-    from PIL import Image
 
-    with Image.open(path) as image:
-        image.load()
-        fmt = image.format
-        too_big = max_side and max(image.size) > max_side
-        if fmt in _PASSTHROUGH_FORMATS and not too_big:
-            data, mime = open(path, "rb").read(), _PASSTHROUGH_FORMATS[fmt]
-        else:
-            rgb = image.convert("RGB")
-            if too_big:
-                rgb.thumbnail((max_side, max_side))
-            buffer = io.BytesIO()
-            rgb.save(buffer, format="PNG")
-            data, mime = buffer.getvalue(), "image/png"
+    Raises:
+        ImageReadError: the file cannot be read.
+    """
+    read = read_image(path)
+    too_big = max_side and max(read.pixels.size) > max_side
+    if read.format in _PASSTHROUGH_FORMATS and not read.changed and not too_big:
+        with open(path, "rb") as handle:
+            data, mime = handle.read(), _PASSTHROUGH_FORMATS[read.format]
+    else:
+        rgb = read.pixels
+        if too_big:
+            rgb.thumbnail((max_side, max_side))
+        buffer = io.BytesIO()
+        rgb.save(buffer, format="PNG")
+        data, mime = buffer.getvalue(), "image/png"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -208,7 +216,7 @@ class OpenAIBackend(Backend):
         try:
             image_url = encode_image(job.path, self.section.image_max_side)
         except Exception as exc:  # noqa: BLE001 - any unreadable image is that image's failure
-            return Answer(job.id, None, error=self._reason(f"unreadable image {job.path}: {type(exc).__name__}: {exc}"))
+            return Answer(job.id, None, error=self._reason(unreadable(job, exc)))
         payload = self._payload(image_url)
         retries = 0
         while True:
@@ -219,6 +227,8 @@ class OpenAIBackend(Backend):
                 self._note_error(job.id, "")
                 return Answer(job.id, self._scrub(text), generated_tokens=tokens, retries=retries, truncated=truncated)
             except _Rejected as exc:
+                if exc.answered:
+                    return Answer(job.id, None, error=str(exc), retries=retries, answered=True)
                 return Answer(job.id, None, error=self._reason(f"rejected: {exc}"), retries=retries,
                               systemic=exc.systemic, fix=exc.fix)
             except _Retryable as exc:
@@ -272,7 +282,7 @@ class OpenAIBackend(Backend):
         try:
             return parse_body(body)
         except NoAnswer as exc:
-            raise _Rejected(str(exc)) from None
+            raise _Rejected(str(exc), answered=exc.answered) from None
         except ValueError:
             raise _Retryable(f"unparseable response body: {self._excerpt(body.decode('utf-8', 'replace'))!r}") from None
 

@@ -22,7 +22,15 @@ _MAX_TOKENS = 2**31 - 1  # a larger completion_tokens is not a count
 
 
 class NoAnswer(Exception):
-    """The body holds no usable answer; the message says why."""
+    """The body holds no usable answer; the message says why.
+
+    ``answered``: the model itself gave no answer (a refusal, an empty message, the content
+    filter), which greedy decoding repeats; otherwise the body is malformed (retried next run).
+    """
+
+    def __init__(self, reason: str, answered: bool = False):
+        super().__init__(reason)
+        self.answered = answered
 
 
 def storable(text: str) -> str:
@@ -64,14 +72,14 @@ def answer_of(data: Any) -> tuple[str, int, bool]:
     if not isinstance(choice, dict):
         raise NoAnswer(f"choices[0] is a {_kind(choice)}, not an object")
     if choice.get("finish_reason") == "content_filter":
-        raise NoAnswer("the server's content filter refused the answer")
+        raise NoAnswer("the server's content filter refused the answer", answered=True)
     message = choice.get("message")
     if not isinstance(message, dict):
         raise NoAnswer("no message in choices[0]" if message is None else f"choices[0].message is a {_kind(message)}")
     content = _content_text(message.get("content"))
     if not content.strip():
         refusal = message.get("refusal")
-        raise NoAnswer(f"the model refused: {refusal}" if isinstance(refusal, str) and refusal else "empty answer")
+        raise NoAnswer(f"the model refused: {refusal}" if isinstance(refusal, str) and refusal else "empty answer", answered=True)
     return storable(content), _completion_tokens(data.get("usage")), choice.get("finish_reason") == "length"
 
 
