@@ -109,8 +109,9 @@ def require_descriptions(coverage: dict[str, tuple[int, int]], limit: float, use
         if total and missing / total > limit:
             raise LmmclfError(
                 f"{uses} use descriptions, but {missing} of {total} {split} images ({missing / total:.0%}) have none, more than "
-                f"embed.max_missing_descriptions ({limit:.0%}) allows: rerun `{command('describe', dataset)}` with the same options "
-                "to retry the failed images, or set embed.max_missing_descriptions in the config (-c FILE) to accept them."
+                f"embed.max_missing_descriptions ({limit:.0%}) allows: rerun `{command('describe', dataset, ['--retry-failed'])}` with the same "
+                "options to ask again for the failed images, then `embed`, or set embed.max_missing_descriptions in the config "
+                "(-c FILE) to accept them."
             )
 
 

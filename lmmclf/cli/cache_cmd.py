@@ -68,7 +68,21 @@ def _row(info) -> dict:
         "complete": info.complete,
         "params": spec.get("params") or {},
         "inputs": spec.get("inputs") or {},
+        **({"shapes": _shapes(info)} if info.stage == "describe" else {}),
     }
+
+
+def _shapes(info) -> dict | None:
+    """A describe artifact's answers per shape (list, prose, single, cut); None when it is not complete or readable."""
+    from lmmclf.describe.artifact import artifact_shapes
+    from lmmclf.errors import CorruptArtifactError
+
+    if not info.complete:
+        return None
+    try:
+        return artifact_shapes(info.path)
+    except CorruptArtifactError:
+        return None
 
 
 def _label_params(rows: list[dict]) -> None:
@@ -92,7 +106,8 @@ def _label_params(rows: list[dict]) -> None:
         for row in group:
             label = stages.params_label(row["params"], [*shown, *differing])
             keys = " ".join(f"{r}={(row['inputs'].get(r) or '-')[:8]}" for r in inputs)
-            row["label"] = " ".join(part for part in (label, keys) if part)
+            shapes = " ".join(f"{shape}={count}" for shape, count in (row.get("shapes") or {}).items())
+            row["label"] = " ".join(part for part in (label, keys, f"shapes: {shapes}" if shapes else "") if part)
 
 
 @app.command("ls")
@@ -199,6 +214,8 @@ def info(ctx: typer.Context, key: KeyArg, as_json: JsonOpt = False) -> None:
     lines = [f"{found.stage} {found.key}", f"path: {found.path}", f"dataset: {row['dataset'] or '-'}", f"model: {row['model'] or '-'}",
              f"items: {'-' if row['items'] is None else row['items']}, size: {_human_size(found.size)}, created: {row['created'] or 'not recorded'}",
              "made with: " + ", ".join(f"{name} {version}" for name, version in row["made_with"].items())]
+    if row.get("shapes"):
+        lines.append("answer shapes: " + ", ".join(f"{shape} {count}" for shape, count in row["shapes"].items()))
     for line in lines:
         console.print(escape(line), soft_wrap=True)
 

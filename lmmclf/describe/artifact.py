@@ -36,6 +36,7 @@ HDF5 layout (stage ``describe``)::
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -309,11 +310,36 @@ def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k
     handle.create_dataset("truncated", data=np.array([bool(r.get("truncated")) for r in rows], dtype=bool))
     handle.create_dataset("shapes", data=np.array([r.get("shape", "") if r.get("ok") else "" for r in rows], dtype=object), dtype=text)
     handle.create_dataset(ANSWERED, data=np.array([bool(r.get(ANSWERED)) for r in rows], dtype=bool))
+    handle.attrs["answer_shapes"] = json.dumps(shape_counts(rows))  # for listings: no need to read every row
     handle.attrs["num_descriptions_requested"] = int(k)
     handle.attrs["parser_version"] = PARSER_VERSION  # what made ``descriptions`` (the writer re-parses every row)
     for name, value in attrs.items():
         handle.attrs[name] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
     return len(ids)
+
+
+def shape_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Answers per shape over ``rows`` (ok rows; every shape named, zeros included)."""
+    counts = Counter(row.get("shape") for row in rows if row.get("ok"))
+    return {shape: counts.get(shape, 0) for shape in SHAPES}
+
+
+def artifact_shapes(path: Path) -> dict[str, int]:
+    """Answers per shape in the describe artifact at ``path`` (from its attribute when the current parser wrote it).
+
+    Raises:
+        CorruptArtifactError: the artifact cannot be read.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            stored = handle.attrs.get("answer_shapes")
+            if isinstance(stored, str) and not needs_reparse(handle.attrs.get("parser_version")):
+                return json.loads(stored)
+    except (OSError, ValueError) as exc:
+        raise CorruptArtifactError(f"{path} is damaged ({exc}); `{command(STAGE)}` with the same options recomputes it.") from exc
+    return shape_counts(read_rows(path))  # older parser: its rows are parsed again
 
 
 def _hdf5_text(text: str) -> str:

@@ -33,10 +33,11 @@ from lmmclf.describe.artifact import (
     read_rows,
     reparse,
     select_items,
+    shape_counts,
     write_artifact,
 )
 from lmmclf.describe.backends.base import Backend, Job, backend_class
-from lmmclf.describe.parse import SHAPES, parse_answer
+from lmmclf.describe.parse import parse_answer
 from lmmclf.describe.prompts import resolve_prompt
 from lmmclf.errors import CorruptArtifactError, LmmclfError
 from lmmclf.journal import Journal
@@ -378,12 +379,6 @@ def _describe_existing(path, summary: DescribeSummary) -> None:
     summary.shapes = shape_counts(rows)
     if failed and not summary.failure_examples:
         summary.failure_examples = [f"{row['id']}: {_policy_error(row)}" for row in failed[:FAILURES_SHOWN]]
-
-
-def shape_counts(rows) -> dict[str, int]:
-    """Answers per shape over ``rows`` (ok rows; every shape named, zeros included)."""
-    counts = Counter(row.get("shape") for row in rows if row.get("ok"))
-    return {shape: counts.get(shape, 0) for shape in SHAPES}
 
 
 def _policy_error(row: dict[str, Any]) -> str:
