@@ -27,7 +27,7 @@ class DemoAssets:
     clip: str
 
 
-def prepare_demo(out_dir: str | Path, n_train: int = 12, n_test: int = 6, epochs: int = 20) -> DemoAssets:
+def prepare_demo(out_dir: str | Path, n_train: int = 12, n_test: int = 6, epochs: int = 20, teach: bool = True) -> DemoAssets:
     """Write the demo dataset, tiny models and ``demo.yaml`` under ``out_dir`` (idempotent).
 
     Args:
@@ -35,6 +35,9 @@ def prepare_demo(out_dir: str | Path, n_train: int = 12, n_test: int = 6, epochs
         n_train: training images per class.
         n_test: test images per class.
         epochs: epochs for probe and finetune (the papers' 500 and 100 would only waste time here).
+        teach: train the random LMM for a few seconds to answer in short numbered lists naming the
+            image's colours, so the demo's descriptions say something; untaught, it writes token soup
+            (kept as cut text, which describe accepts too).
     """
     from lmmclf.testing.layouts import make_imagefolder
     from lmmclf.testing.teach import teach_numbered_lists
@@ -45,10 +48,11 @@ def prepare_demo(out_dir: str | Path, n_train: int = 12, n_test: int = 6, epochs
     data = out / "data"
     if not (data / "train").exists():
         make_imagefolder(data, DEMO_CLASSES, n_train=n_train, n_test=n_test, size=(64, 64), seed=0)
-    lmm = out / "models" / "tiny-llava"
+    lmm = out / "models" / ("tiny-llava" if teach else "tiny-llava-untaught")
     if not (lmm / "config.json").exists():
         make_tiny_llava(lmm, hidden=64, layers=2, image_size=32, patch=8, seed=0)
-        teach_numbered_lists(lmm)  # a random LMM writes no list: a few seconds of training make it answer in one
+        if teach:  # a random LMM writes token soup: a few seconds of training make it list the image's colours
+            teach_numbered_lists(lmm)
     clip = make_tiny_clip(out / "models" / "tiny-clip", seed=0)
     config = {
         "dataset": {"name": "demo", "type": "imagefolder", "root": str(data)},
