@@ -1,9 +1,9 @@
 """Teach a tiny random LMM to answer in a numbered list, so that describe has something to parse.
 
 A randomly initialised LMM writes token soup with no list and no end token, which describe
-rightly records as a failure ("no list in the answer", "cut by the token budget"). The demo and
-the end-to-end tests need answers that pass the real parser, and that differ between images,
-so a few seconds of teacher-forced training on the model's own chat format make it answer
+keeps as cut text (tests/test_untaught_pipeline.py runs the pipeline on exactly that). The demo
+and most end-to-end tests want answers in the papers' shape, a numbered list that differs
+between images and says something about them, so a few seconds of teacher-forced training on the model's own chat format make it answer
 "1. a red photo\\n2. green red\\n3. a green field</s>", the words following the image's dominant colour.
 The model stays the real architecture, saved and loaded through the real loaders.
 """
