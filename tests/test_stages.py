@@ -46,25 +46,27 @@ def _keys(cfg, store):
 # Keys computed before the key functions read the declarations (issue 16): existing caches keep them.
 # Issue 9 item 9: the describe key is unchanged (its parser_version is frozen at 1); embed-text and what
 # reads it changed on purpose, as their content does: they carry the parser version (now 2) descriptions are re-parsed with.
+# Issue 22: embed-text holds the digest of the descriptions it reads instead (None here: no describe artifact exists),
+# so embed-text and what reads it changed once more; describe and embed-image did not.
 DEFAULT_KEYS = {
     "describe": "aa4f69ffdc38dab835bd2c2dae61706d74aa459cd09563ac7a6dd2cd4541e29c",
     "embed-image": "d6c83b7bbdfdd0bb3b694a9bba441f0bb4bfc17d99370107765ce5e15f9f3e80",
-    "embed-text": "641295f66b837e972739521128fe9d89e91415e823971ef7a503fcc6b55b5231",
-    "prototypes": "0d7ceb365314854d86babddea1d13803345fe465cf3cdfa6d76162247ed49280",
-    "probe-concat": "44cbbc6d876b07614675fb5b7cfa1943f97cd0461d83d0990d6bd2994833f906",
+    "embed-text": "8e706612d264903b073060754d093cdf89a96215227169a4c18c3ee525467d8c",
+    "prototypes": "a92d9d5e3363bf9baf3037a93a493aea7d9eb4e22afd5d4ecb3da9480557f44a",
+    "probe-concat": "07dc75b6dc78a458e1517fecb8a495092809f0658d21e29afd9f6bd11d37fa15",
     "probe-zeroshot": "1b22486cf85665fddf4ac90574c5d21372651efef727494eeaf1c071eb1d1112",
-    "finetune": "29dafc74e70f7d2668afbdefb5ed95045cde0ab541a7a3bdd050f7ed1f4c6cc7",
+    "finetune": "735ba290971e0fc4566274f6812b2c98449e8881681f4668c44a243ff705b04a",
 }
 VARIANT_KEYS = {
     "sample": ({"describe": {"sample": True, "temperature": 0.7}},
                {"describe": "749eccca6e83ad22d683c411da56a292d442c9d83fb9610216d0a386cfcfee61",
-                "finetune": "253e0ec0be2f0088e6030e3d4a17192cc2b83c3cbc4e0721187afe10974bbe12"}),
+                "finetune": "58a65a26f62965ebd7e07849fedddf77cfcc58fb22673219b89263910588854d"}),
     "openai": ({"describe": {"backend": "openai", "model": "gpt-4o", "base_url": "http://x/v1", "image_max_side": 512, "concurrency": 3}},
                {"describe": "c1c245239add24a5cf5903a08f9e5fa4560cb8d6611ec1ea11a252eec0477171"}),
     "probe-adam": ({"probe": {"optimizer": "adam", "momentum": 0.5, "seeds": [1, 2], "normalize": True}},
-                   {"probe-concat": "01489df709aac91bfba633a709887029e340e3b35c522c70aab6d5df16b20a1f"}),
+                   {"probe-concat": "e9eedaa45622dc1a96439f2488e19912bd862d0d0746e7567528355f414aea4a"}),
     "ft-sgd": ({"finetune": {"optimizer": "sgd", "momentum": 0.8, "alpha": 0.0, "seeds": [3, 4]}},
-               {"finetune": "3d4ea96bfa7c2e90496d44c335458665722bdb334a1086c0c21577ab29fcb06c"}),
+               {"finetune": "bb8a64b20012ddb19d75b067feba7b20b07affb7ae863b6a2864ad9177d99068"}),
 }
 
 

@@ -72,6 +72,21 @@ def _row(info) -> dict:
     }
 
 
+def _entry_rows(root) -> list[dict]:
+    """One row per per-image describe entries file (answers reused by any dataset described with the same settings)."""
+    from lmmclf.describe.entries import DescribeEntries, entry_files
+
+    rows = []
+    for path in entry_files(root):
+        entries = DescribeEntries(root, path.stem)
+        stat = path.stat()
+        rows.append({"stage": "describe-entries", "key": path.stem, "dataset": "", "model": "", "items": entries.count(),
+                     "size": stat.st_size, "age_s": round(time.time() - stat.st_mtime, 1), "path": str(path), "complete": True,
+                     "params": {}, "inputs": {}, "label": "per-image answers, reused by every dataset"})
+        entries.close()
+    return rows
+
+
 def _shapes(info) -> dict | None:
     """A describe artifact's answers per shape (list, prose, single, cut); None when it is not complete or readable."""
     from lmmclf.describe.artifact import artifact_shapes
@@ -133,6 +148,8 @@ def ls(
     rows = [_row(info) for info in store.list() if folders is None or info.stage in folders]
     # labels are computed before the dataset filter: they are per stage and dataset anyway
     _label_params(rows)
+    if folders is None or "describe" in folders:
+        rows += _entry_rows(store.root)
     if dataset is not None:
         rows = [row for row in rows if row["dataset"] == dataset]
     if as_json:

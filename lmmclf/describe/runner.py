@@ -37,6 +37,7 @@ from lmmclf.describe.artifact import (
     write_artifact,
 )
 from lmmclf.describe.backends.base import Backend, Job, backend_class
+from lmmclf.describe.entries import DescribeEntries, entry_identity
 from lmmclf.describe.parse import parse_answer
 from lmmclf.describe.prompts import resolve_prompt
 from lmmclf.errors import CorruptArtifactError, LmmclfError
@@ -74,6 +75,7 @@ class DescribeSummary:
     retry_command: str | None = None  # the command line that reruns this one
     max_new_tokens: int = 0  # the token budget of this run (named in the hint for cut answers)
     truncated: int = 0  # answers of this run cut by max_new_tokens (complete items kept, the cut one dropped)
+    reused: int = 0  # answered from per-image entries (the same image bytes described before under the same identity)
     kept_failures: int = 0  # failed answers the model gave, not asked again (greedy: it would repeat them)
     answered_failures: int = 0  # failed rows of the artifact that hold the model's own answer (asked again with --retry-failed)
     shapes: dict[str, int] = field(default_factory=dict)  # answer shape -> images (the artifact's, else this run's)
@@ -174,15 +176,22 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
             kept += 1  # the model's own answer: asking again would get it again
             continue
         todo.append(item)
-    summary.assigned, summary.kept_failures = len(mine), kept
+    summary.assigned = len(mine)
     summary.skipped = len(mine) - len(todo) - kept
+    entries = DescribeEntries(store.root, entry_identity(spec))
+    backfill = not entries.exists()  # the first run since entries: what the artifact already holds becomes entries
+    digests = _digests(store, items if backfill else todo)
+    if todo and not force:  # the same bytes described under the same identity (another split, a moved file, predict)
+        todo, kept = _reuse(todo, digests, entries, journal, section.require_list, ask_answered, summary, kept)
+    summary.kept_failures = kept
     started = time.perf_counter()
     reasons: dict[str, tuple[str, int]] = {}  # failure kind -> (an example, count)
     if todo:
         owned = backend is None
         backend = backend or backend_class(section.backend)(section, _prompt(section))
         try:
-            _describe(backend, todo, journal, k, summary, show_progress, reasons, section.require_list)
+            _describe(backend, todo, journal, k, summary, show_progress, reasons, section.require_list,
+                      keep=lambda done: entries.put_many((digests.get(r["id"], ""), r) for r in done))
         except KeyboardInterrupt:
             summary.interrupted = True
             summary.seconds = time.perf_counter() - started
@@ -195,7 +204,7 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
     else:
         resolved = {}
     summary.seconds = time.perf_counter() - started
-    summary.usable = summary.skipped + summary.described
+    summary.usable = summary.skipped + summary.reused + summary.described
     if reasons:
         (_, (summary.common_failure, summary.common_failure_count)) = max(reasons.items(), key=lambda kv: kv[1][1])
     # a journal beside a finished artifact (a run that stopped after another one wrote it) may hold
@@ -205,6 +214,46 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
     else:
         summary.artifact = str(final)
         _describe_existing(final, summary)
+    if backfill and summary.artifact:  # e.g. an artifact from before entries: its answers become entries once
+        entries.put_many(((digests.get(i, ""), r) for i, r in _known_records(store, spec.key, k)[0].items()), replace=False)
+    entries.close()
+
+
+def _digests(store, items: list) -> dict[str, str]:
+    """item id -> sha256 of its file (from the file-hash memo; an unreadable file has none)."""
+    from lmmclf.filehash import FileHashCache
+
+    hashes = FileHashCache(store.file_hash_db())
+    out: dict[str, str] = {}
+    try:
+        for item in items:
+            try:
+                out[item.id] = hashes.hash(item.path)
+            except OSError:
+                continue  # described (and failed) as that image's own problem, never an entry
+    finally:
+        hashes.close()
+    return out
+
+
+def _reuse(todo: list, digests: dict[str, str], entries: DescribeEntries, journal: Journal, require_list: bool,
+           ask_answered: bool, summary: DescribeSummary, kept: int) -> tuple[list, int]:
+    """Journal the entries that answer items of ``todo``; returns the items still to ask and the kept-failure count."""
+    found = entries.get_many(digests[item.id] for item in todo if item.id in digests)
+    reused, still = [], []
+    for item in todo:
+        entry = found.get(digests.get(item.id, ""))
+        if entry is not None and usable(entry, require_list):
+            reused.append({**entry, "id": item.id})
+        elif entry is not None and entry.get(ANSWERED) and not entry.get("ok") and not ask_answered:
+            reused.append({**entry, "id": item.id})
+            kept += 1
+        else:
+            still.append(item)
+    if reused:
+        journal.append(reused)  # the artifact is assembled from journals as if they had been described now
+        summary.reused = sum(1 for record in reused if usable(record, require_list))
+    return still, kept
 
 
 def nothing_usable(summary: DescribeSummary) -> str | None:
@@ -281,8 +330,11 @@ def _known_records(store, key: str, k: int) -> tuple[dict[str, dict[str, Any]], 
 
 
 def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: DescribeSummary, show_progress: bool,
-              reasons: dict[str, tuple[str, int]], require_list: bool = False) -> None:
-    """Ask the backend about ``todo``, journaling each batch; ``reasons`` counts failures by kind (-> one example)."""
+              reasons: dict[str, tuple[str, int]], require_list: bool = False, keep=None) -> None:
+    """Ask the backend about ``todo``, journaling each batch; ``reasons`` counts failures by kind (-> one example).
+
+    ``keep`` is called with each batch's records once they are journaled (they become per-image entries).
+    """
     from rich.progress import TextColumn
 
     asked = [0]  # jobs handed to the backend so far: a stop saves only the ones not yet asked
@@ -303,6 +355,8 @@ def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: D
         for answers in stream:
             records = [answer_record(answer, k) for answer in answers]
             journal.append(records)  # durable before anything else happens
+            if keep is not None:
+                keep(records)
             for answer, record in zip(answers, records):
                 summary.tokens += int(record.get("generated_tokens") or 0)
                 summary.retries += int(record.get("retries") or 0)
@@ -405,6 +459,7 @@ def print_summary(summary: DescribeSummary) -> None:
         ("images selected", f"{summary.total}" + (f" ({summary.assigned} in this shard)" if summary.assigned != summary.total else "")),
         ("described now", f"{summary.described}"),
         ("skipped (already done)", f"{summary.skipped}"),
+        *([("reused (same image described before)", f"{summary.reused}")] if summary.reused else []),
         ("failed now", f"{summary.failed}"),
         ("time", f"{summary.seconds:.1f} s ({rate:.2f} images/s)"),
         ("tokens generated", f"{summary.tokens} ({summary.tokens / summary.seconds if summary.seconds else 0:.0f} tokens/s)"),

@@ -1,0 +1,97 @@
+"""Issue 23, item 1: answers are cached per image (its bytes' digest) and describe identity, so a grown dataset,
+another split, a moved folder or an older artifact's images ask the LMM nothing twice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import pytest
+from PIL import Image
+
+from lmmclf.cli.app import app
+from lmmclf.datasets import register
+from lmmclf.describe.entries import FOLDER
+from lmmclf.testing.layouts import make_imagefolder
+from lmmclf.testing.openai_server import FakeOpenAIServer
+
+
+@pytest.fixture
+def pets(tmp_path):
+    root = make_imagefolder(tmp_path / "pets", n_train=2, n_test=1)  # 9 images
+    register("pets", root, "imagefolder")
+    return root
+
+
+def _describe(runner, server, dataset="pets", *extra):
+    result = runner.invoke(app, ["describe", dataset, "--backend", "openai", "--base-url", server.url, "--model", "m", "--json", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _rows(path) -> dict[str, list[str]]:
+    with h5py.File(path) as handle:
+        ids = handle["ids"].asstr()[...]
+        table, counts = handle["descriptions"].asstr()[...], handle["num_descriptions"][...]
+    return {i: list(row[:n]) for i, row, n in zip(ids, table, counts)}
+
+
+def test_one_new_image_sends_one_request(runner, pets):
+    with FakeOpenAIServer() as server:
+        first = _describe(runner, server)
+        assert len(server.requests) == 9
+        Image.new("RGB", (32, 32), (10, 200, 30)).save(pets / "train" / "a" / "new.png")
+        grown = _describe(runner, server)
+        assert len(server.requests) == 10  # the new image only
+    assert grown["key"] != first["key"] and grown["reused"] == 9 and grown["described"] == 1
+    old, new = _rows(first["artifact"]), _rows(grown["artifact"])
+    assert all(new[item] == descriptions for item, descriptions in old.items())  # the same answers, row for row
+    listing = json.loads(runner.invoke(app, ["cache", "ls", "--json"]).stdout)
+    assert [row["items"] for row in listing if row["stage"] == "describe-entries"] == [10]
+
+
+def test_another_split_and_a_moved_folder_ask_nothing(runner, pets, tmp_path):
+    with FakeOpenAIServer() as server:
+        everything = _describe(runner, server)
+        train = _describe(runner, server, "pets", "--split", "train")
+        moved = tmp_path / "elsewhere"
+        shutil.copytree(pets, moved)
+        register("moved", moved, "imagefolder")
+        again = _describe(runner, server, "moved")
+        assert len(server.requests) == 9
+    assert train["reused"] == 6 and again["reused"] == 9 and again["key"] != everything["key"]
+    assert sorted(_rows(again["artifact"]).values()) == sorted(_rows(everything["artifact"]).values())
+
+
+def test_force_asks_again_and_other_settings_are_other_entries(runner, pets):
+    with FakeOpenAIServer() as server:
+        _describe(runner, server)
+        _describe(runner, server, "pets", "--split", "test", "--force")
+        assert len(server.requests) == 9 + 3
+        _describe(runner, server, "pets", "--split", "test", "--max-new-tokens", "200")  # another identity
+        assert len(server.requests) == 9 + 3 + 3
+
+
+def test_a_kept_refusal_is_reused_as_a_failure_and_retry_failed_asks_again(runner, pets):
+    import hashlib
+
+    first_image = sorted((pets / "train").rglob("*.png"))[0]
+    plan = {hashlib.sha256(first_image.read_bytes()).hexdigest(): ["answer:refusal"]}
+    with FakeOpenAIServer(per_image=plan) as server:
+        _describe(runner, server)
+        train = _describe(runner, server, "pets", "--split", "train")
+        assert len(server.requests) == 9 and train["kept_failures"] == 1 and train["failures_total"] == 1
+        retried = _describe(runner, server, "pets", "--split", "train", "--retry-failed")
+        assert len(server.requests) == 10 and retried["failures_total"] == 0
+
+
+def test_an_artifact_from_before_entries_becomes_entries(runner, pets, isolated_user_dirs):
+    with FakeOpenAIServer() as server:
+        first = _describe(runner, server)
+        cache = next(p for p in (first["artifact"],)).rsplit("/describe/", 1)[0]
+        shutil.rmtree(f"{cache}/{FOLDER}")  # as a cache written by an older lmmclf holds it
+        again = _describe(runner, server)  # nothing to describe; its rows become entries
+        train = _describe(runner, server, "pets", "--split", "train")
+        assert len(server.requests) == 9
+    assert again["artifact"] == first["artifact"] and train["reused"] == 6
