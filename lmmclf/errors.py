@@ -20,6 +20,25 @@ class DatasetError(LmmclfError):
     """A dataset root, split file or image is missing or malformed."""
 
 
+class ImageReadError(DatasetError):
+    """One image file cannot be read (missing, empty, not an image, truncated, corrupt, too large).
+
+    It is that image's failure: callers record it and go on with the other images.
+
+    Args:
+        path: the file.
+        reason: why, as a phrase without a final period (``the file is empty (0 bytes)``).
+    """
+
+    def __init__(self, path, reason: str):
+        super().__init__(str(path), reason)  # both in args: it pickles (DataLoader workers)
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"Cannot read image {self.path}: {self.reason}."
+
+
 class MissingArtifactError(LmmclfError):
     """An input artifact is not in the cache; the message names the command that makes it."""
 

@@ -124,12 +124,7 @@ def image_set(paths: Sequence[str], store) -> tuple[Any, dict[str, str]]:
         ``(index, errors)``: a :class:`DatasetIndex` (split ``test``, label -1) and path -> reason.
     """
     from lmmclf.datasets.base import DatasetIndex, Item
-    from lmmclf.datasets.fingerprint import (
-        NOTE_OK,
-        fingerprint,
-        hash_and_verify,
-        item_kind,
-    )
+    from lmmclf.datasets.fingerprint import NOTE_BAD, fingerprint, hash_and_verify, note_kind, settled
     from lmmclf.filehash import FileHashCache
 
     items, entries, errors = [], [], {}
@@ -142,20 +137,23 @@ def image_set(paths: Sequence[str], store) -> tuple[Any, dict[str, str]]:
                 continue
             try:
                 known = memo.lookup(path)
-                sha, note = known if known and known[1] else hash_and_verify(str(path))
-                if not known or not known[1]:
+                # a note without the image's kind (an older memo's bare image-ok) is checked again
+                trusted = known is not None and settled(known[1])
+                sha, note = known if trusted else hash_and_verify(str(path))
+                if not trusted:
                     memo.remember(path, sha, note)
             except OSError as exc:
                 errors[given] = f"cannot read: {exc.strerror or exc}"
                 continue
-            if note != NOTE_OK:
-                errors[given] = note.partition(": ")[2] or note
+            kind = note_kind(note)
+            if kind is None:
+                errors[given] = note[len(NOTE_BAD):] if note.startswith(NOTE_BAD) else note
                 continue
             item_id = str(path.resolve())
             if any(item.id == item_id for item in items):
                 continue
             items.append(Item(id=item_id, path=path.resolve(), label=-1, split="test"))
-            entries.append((item_id, sha, item_kind(False), -1, "test"))
+            entries.append((item_id, sha, kind, -1, "test"))
     finally:
         memo.close()
     return DatasetIndex(name=ADHOC_NAME, class_names=[], items=items, fingerprint=fingerprint([], entries)), errors
@@ -262,7 +260,7 @@ class Classifier:
             with store.open(TEXT_STAGE, report.text_key) as handle:
                 texts = read_text_embeddings(handle, table=cfg.probe.normalize)
         self.work.embedded = list(report.computed)
-        failed = {images.ids[i]: f"cannot read image: {error}" for i, error in enumerate(self._image_errors(store, report.image_key)) if error}
+        failed = {images.ids[i]: error for i, error in enumerate(self._image_errors(store, report.image_key)) if error}
         trained = self.method in PROBE_METHODS
         data = build_features(self.method if trained else "image", images, texts, normalize=cfg.probe.normalize if trained else False)
         rows = {item_id: row for row, item_id in enumerate(data.ids)}
@@ -313,7 +311,7 @@ class Classifier:
                     scores = torch.softmax(logits.float(), dim=1).cpu().numpy()
                     for row, scored, error in zip(rows.tolist(), scores, batch_errors):
                         if error:
-                            failed[index.items[row].id] = f"cannot read image: {error}"
+                            failed[index.items[row].id] = error  # a sentence naming the file
                         total[row] += scored
         return total / len(self._models), failed
 

@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lmmclf"
 # Lowest first. A name stands for the module and, if it is a package, everything in it;
 # "lmmclf" is the package's own __init__ (the facade: lmmclf.__version__, lmmclf.load_classifier).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("lmmclf.errors", "lmmclf.hashing", "lmmclf.console", "lmmclf.library_logs", "lmmclf.version")),
+    ("foundation", ("lmmclf.errors", "lmmclf.hashing", "lmmclf.console", "lmmclf.library_logs", "lmmclf.version",
+                    "lmmclf.image_read")),
     ("settings and records", ("lmmclf.config_yaml", "lmmclf.config_checks", "lmmclf.config", "lmmclf.config_sets",
                               "lmmclf.filehash", "lmmclf.devices", "lmmclf.journal", "lmmclf.results")),
     ("stage table and store", ("lmmclf.stages", "lmmclf.keyspec", "lmmclf.missing", "lmmclf.artifact_meta",

@@ -3,7 +3,8 @@
 Steps, shared by every adapter:
 1. resolve the name to an adapter type and root (config, then the user registry);
 2. the adapter lists the source files (:class:`~lmmclf.datasets.sources.Scan`);
-3. images are hashed and decoded once (remembered per file), videos are hashed and their
+3. images are hashed and read once through :mod:`lmmclf.image_read` (the outcome and the
+   image's fingerprint kind remembered per file), videos are hashed and their
    middle frames extracted once (cached by content), in parallel with a progress bar;
 4. unusable files are skipped with their reason and reported in one line;
 5. items are ordered by class, then id, and fingerprinted.
@@ -39,15 +40,17 @@ REPORT_FIRST = 3  # skipped files named in the one-line report
 _HASH_THREADS = 8  # hashing and image decoding release the GIL; threads suffice
 _FLUSH_EVERY = 64  # memo rows per SQLite commit (and files per progress-bar step)
 _MAX_CHUNK = 16  # videos per decoding task at most, so the progress bar still moves
+VIDEO_KIND = fp.item_kind(True)
 
 
 @dataclass(frozen=True)
 class _Resolved:
-    """A usable source: its file hash and the image file that stands for it."""
+    """A usable source: its file hash, the image file that stands for it, and its fingerprint kind."""
 
     source: Source
     sha256: str
     image: Path
+    kind: str
 
 
 def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True, recheck: bool = False) -> DatasetIndex:
@@ -98,7 +101,7 @@ def load_dataset(cfg: ExperimentConfig, store, show_progress: bool = True, reche
             scan.class_names,
             # the release's val items are hashed as "val", so moving an image between train and
             # val changes the fingerprint; releases without val keep their fingerprints
-            ((r.source.id, r.sha256, fp.item_kind(r.source.is_video), r.source.label,
+            ((r.source.id, r.sha256, r.kind, r.source.label,
               "val" if r.source.id in scan.val_ids else r.source.split) for r in resolved),
         ),
         skipped=sorted(scan.skipped + skipped, key=lambda s: s.source),
@@ -125,11 +128,16 @@ def _check_not_empty(scan: Scan, root: Path) -> None:
 
 
 def _resolve_images(sources: list[Source], memo: FileHashCache, show_progress: bool):
-    """Hash (and verify, the first time) every image; memo hits cost one stat each."""
+    """Hash (and check, the first time) every image; memo hits cost one stat each.
+
+    A hit is trusted when its note says the image is bad, or good with its kind; a bare
+    ``image-ok`` (an older memo's) does not say whether the reader changes the image's pixels,
+    so that image is checked once more.
+    """
     resolved, skipped, todo = [], [], []
     for source in sources:
         hit = _lookup(memo, source.path)
-        if hit is None or hit[1] is None or not hit[1].startswith(("image-ok", "image-bad")):
+        if hit is None or not fp.settled(hit[1]):
             todo.append(source)
         else:
             _collect_image(source, hit[0], hit[1], resolved, skipped)
@@ -176,7 +184,7 @@ def _collect_image(source, sha, note, resolved, skipped) -> None:
     if note.startswith(fp.NOTE_BAD):
         skipped.append(SkippedItem(str(source.path), note[len(fp.NOTE_BAD):]))
     else:
-        resolved.append(_Resolved(source, sha, source.path))
+        resolved.append(_Resolved(source, sha, source.path, fp.note_kind(note)))
 
 
 def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers: int, show_progress: bool, recheck: bool = False):
@@ -194,7 +202,7 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
         elif frame is not None and frame.exists():
             known = _lookup(memo, frame)
             if not recheck and known is not None and known[1] == fp.NOTE_OK:
-                resolved.append(_Resolved(source, hit[0], frame))
+                resolved.append(_Resolved(source, hit[0], frame, VIDEO_KIND))
             else:
                 unverified.append((source, hit[0], frame, known[0] if known and known[1] == fp.NOTE_OK else None))
         else:
@@ -228,7 +236,7 @@ def _resolve_videos(sources, memo, cache_root: Path, frame_format: str, workers:
                 else:
                     recorder.record(source.path, result.sha256, fp.VIDEO_OK, stats[source.path])
                     verified.append((Path(result.frame), result.frame_sha256))  # the worker decoded it
-                    resolved.append(_Resolved(source, result.sha256, Path(result.frame)))
+                    resolved.append(_Resolved(source, result.sha256, Path(result.frame), VIDEO_KIND))
     _remember_frames(memo, verified)
     if decoded:
         console.print(f"Decoded {decoded} video(s); middle frames cached under {escape(str(cache_root / 'frames'))}.")
@@ -268,7 +276,7 @@ def _verify_frames(unverified, memo: FileHashCache, show_progress: bool, resolve
             frame_sha, problem, stat = future.result()
             if problem is None:
                 recorder.record(frame, frame_sha, fp.NOTE_OK, stat)
-                resolved.extend(_Resolved(source, sha, frame) for source, sha in users[frame])
+                resolved.extend(_Resolved(source, sha, frame, VIDEO_KIND) for source, sha in users[frame])
                 continue
             _discard(frame)  # extracted again below, then written atomically
             repaired.append(_repair_note(frame, users[frame][0][0], problem))

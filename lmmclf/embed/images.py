@@ -2,8 +2,9 @@
 
 Images are decoded and preprocessed by ``num_workers`` worker processes while the main
 process runs the encoder under ``torch.inference_mode`` (and autocast on GPU), so with two
-or more workers the GPU (or CPU) encoder is the bottleneck, not JPEG/PNG decoding. A file
-that cannot be read gets a zero row, ``ok = False`` and its error text; the others go on.
+or more workers the GPU (or CPU) encoder is the bottleneck, not JPEG/PNG decoding. Files are
+read by the one reader (:mod:`lmmclf.image_read`: upright RGB). A file that cannot be read gets
+a zero row, ``ok = False`` and its error (one sentence naming the file); the others go on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lmmclf.datasets.base import Item
+from lmmclf.errors import ImageReadError
+from lmmclf.image_read import read_rgb
 
 
 @dataclass
@@ -52,13 +55,14 @@ class ImageFiles:
 
     def __getitem__(self, index: int):
         import torch
-        from PIL import Image
 
+        path = self.paths[index]
         try:
-            with Image.open(self.paths[index]) as image:
-                return self.preprocess(image.convert("RGB")), index, ""
-        except Exception as exc:  # noqa: BLE001 - any decode failure is recorded per item, never fatal
-            return torch.zeros(self.blank_shape), index, f"{type(exc).__name__}: {exc}"
+            return self.preprocess(read_rgb(path)), index, ""
+        except ImageReadError as exc:  # that image's failure, recorded; never fatal
+            return torch.zeros(self.blank_shape), index, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a preprocessing failure is that image's too
+            return torch.zeros(self.blank_shape), index, f"Cannot preprocess image {path}: {type(exc).__name__}: {exc}."
 
 
 def blank_shape(preprocess: Callable) -> tuple[int, ...]:

@@ -16,7 +16,8 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from lmmclf.errors import DatasetError
+from lmmclf.errors import DatasetError, ImageReadError
+from lmmclf.image_read import read_rgb
 from lmmclf.stages import command
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -73,7 +74,7 @@ def placement(nbytes: int, device: torch.device) -> str:
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Images from paths, through a preprocessing transform.
+    """Images from paths, read upright in RGB (:mod:`lmmclf.image_read`), through a preprocessing transform.
 
     Args:
         paths: image files.
@@ -87,14 +88,14 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        from PIL import Image
-
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                return self.transform(image.convert("RGB"))
-        except OSError as exc:
-            raise DatasetError(f"Cannot read image {path} ({exc}); fix or remove it and rerun `{command('datasets', None, ['check'])}`.") from exc
+            image = read_rgb(path)
+        except ImageReadError as exc:
+            # training cannot drop an image mid-run without changing the model it makes: stop, named
+            raise DatasetError(f"Cannot read image {path} ({exc.reason}); fix or remove it and rerun "
+                               f"`{command('datasets', None, ['check'])}`.") from exc
+        return self.transform(image)
 
 
 class StreamedImages:

@@ -26,6 +26,7 @@ from lmmclf.describe.backends.base import Backend, Job
 from lmmclf.describe.backends.local_batch import LocalBatching
 from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import LmmclfError
+from lmmclf.image_read import read_rgb
 from lmmclf.models import require_hub_model, resolve_model_ref
 
 CPU_BATCH_SIZE = 8  # small and fixed: CPU throughput barely grows beyond this
@@ -208,11 +209,7 @@ class HFBackend(LocalBatching, Backend):
         return self._generate_rows(encodings)
 
     def _encode(self, job: Job) -> dict[str, Any]:
-        from PIL import Image
-
-        with Image.open(job.path) as image:
-            rgb = image.convert("RGB")
-        return hf_inputs.encode(self.processor, rgb, self.text)
+        return hf_inputs.encode(self.processor, read_rgb(job.path), self.text)
 
     def _generate(self, encodings: list[dict[str, Any]]) -> list[tuple[str, int]]:
         """(answer, generated tokens) per encoding, in order."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmmclf.describe.backends.base import Answer, Job
+from lmmclf.describe.backends.base import Answer, Job, unreadable
 
 
 class LocalBatching:
@@ -36,7 +36,7 @@ class LocalBatching:
             try:
                 prepared.append((job, self._prepare(job)))
             except Exception as exc:  # noqa: BLE001 - any unreadable image is that image's failure
-                answers[job.id] = Answer(job.id, None, error=f"unreadable image {job.path}: {type(exc).__name__}: {exc}")
+                answers[job.id] = Answer(job.id, None, error=unreadable(job, exc))
         if prepared:
             for (job, _), (text, count, cut) in zip(prepared, self._generate_split([item for _, item in prepared])):
                 # cut: no end token within max_new_tokens, so the last item may be unfinished

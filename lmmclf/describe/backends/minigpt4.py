@@ -37,6 +37,7 @@ from lmmclf.describe.backends.base import Backend, Job
 from lmmclf.describe.backends.local_batch import LocalBatching
 from lmmclf.devices import resolve_device, torch_dtype
 from lmmclf.errors import ConfigError, LmmclfError
+from lmmclf.image_read import read_rgb
 from lmmclf.models import require_hub_model, resolve_model_ref
 
 # CONV_VISION_Vicuna0 (minigpt4/conversation/conversation.py), one image then the prompt:
@@ -230,8 +231,7 @@ class MiniGPT4Backend(LocalBatching, Backend):
         from PIL import Image
 
         torch = self._torch
-        with Image.open(job.path) as image:
-            rgb = image.convert("RGB").resize((self.image_size, self.image_size), Image.BICUBIC)
+        rgb = read_rgb(job.path).resize((self.image_size, self.image_size), Image.BICUBIC)
         array = np.asarray(rgb, dtype=np.float32) / 255.0
         tensor = torch.from_numpy(array).permute(2, 0, 1)
         mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
