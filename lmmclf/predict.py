@@ -79,6 +79,7 @@ class Work:
     """What the last call computed (nothing when everything was cached)."""
 
     described: int = 0
+    reused: int = 0  # descriptions found per image (the same bytes described before, e.g. in the training dataset)
     embedded: list[str] = field(default_factory=list)
 
     @property
@@ -253,6 +254,7 @@ class Classifier:
 
             summary = run_describe(cfg, index, store, show_progress=self.show_progress, show_summary=False)
             self.work.described = summary.described + summary.failed
+            self.work.reused = summary.reused
             problem = nothing_usable(summary)
             if problem:
                 raise LmmclfError(problem.replace("run the same command again", "predict again"))

@@ -95,3 +95,30 @@ def test_an_artifact_from_before_entries_becomes_entries(runner, pets, isolated_
         train = _describe(runner, server, "pets", "--split", "train")
         assert len(server.requests) == 9
     assert again["artifact"] == first["artifact"] and train["reused"] == 6
+
+
+# -- item 3: settings that never mix ---------------------------------------------------------------
+def test_a_resume_whose_resolved_dtype_differs_is_refused_and_names_both(runner, tmp_path):
+    from lmmclf.demo import prepare_demo
+
+    assets = prepare_demo(tmp_path / "demo", n_train=1, n_test=1, epochs=1, teach=False)
+    args = ["-c", str(assets.config), "describe", "--max-new-tokens", "4", "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    path = json.loads(first.stdout)["artifact"]
+    with h5py.File(path, "r+") as handle:
+        assert json.loads(handle.attrs["answer_settings"]) == {"dtype": "float32", "quantize": "none"}
+        # as if a GPU machine (fp16) had made these answers, and one image had failed in passing
+        handle.attrs["answer_settings"] = json.dumps({"dtype": "float16", "quantize": "none"})
+        ok, answered, errors = handle["ok"][...], handle["answered"][...], handle["errors"].asstr()[...].astype(object)
+        raw = handle["raw"].asstr()[...].astype(object)
+        ok[0], answered[0], errors[0], raw[0] = False, False, "gave up after 7 tries: HTTP 503", ""
+        handle["ok"][...], handle["answered"][...], handle["errors"][...], handle["raw"][...] = ok, answered, errors, raw
+    cache = path.rsplit("/describe/", 1)[0]
+    shutil.rmtree(f"{cache}/{FOLDER}")
+    resumed = runner.invoke(app, args)
+    assert resumed.exit_code == 1, resumed.output[-2500:]
+    error = " ".join(resumed.stderr.split())
+    assert "describe.dtype resolves to float32 here" in error and "dtype float16" in error and "--dtype float32" in error
+    with h5py.File(path) as handle:  # nothing was lost or merged
+        assert not handle["ok"][0] and json.loads(handle.attrs["answer_settings"])["dtype"] == "float16"

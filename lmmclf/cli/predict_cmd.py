@@ -86,6 +86,8 @@ def _print_table(results, classifier) -> None:
     if work.nothing:
         console.print("[dim]Descriptions and embeddings of these images were cached: nothing was computed.[/]")
     else:
-        done = ([f"described {work.described} images"] if work.described else []) + ([f"computed {', '.join(work.embedded)}"] if work.embedded else [])
+        done = (([f"described {work.described} images"] if work.described else [])
+                + ([f"reused the descriptions of {work.reused} images described before"] if work.reused else [])
+                + ([f"computed {', '.join(work.embedded)}"] if work.embedded else []))
         console.print(f"[dim]{escape('; '.join(done))} (cached for the next predict on these files).[/]")
 

@@ -196,10 +196,13 @@ def valid_record(record: Any) -> dict[str, Any] | None:
     clean: dict[str, Any] = {"id": item_id, "ok": ok, "generated_tokens": _count(record.get("generated_tokens")),
                              "retries": _count(record.get("retries")), "truncated": record.get("truncated") is True}
     # a failure that kept its raw text is the model's answer (transient failures never have one)
-    if ok or record.get(ANSWERED) is True or isinstance(record.get("raw"), str):
+    if ok or record.get(ANSWERED) is True or (ANSWERED not in record and isinstance(record.get("raw"), str)):
         clean[ANSWERED] = True
     if record.get("shape") in SHAPES:
         clean["shape"] = record["shape"]
+    settings = record.get("settings")
+    if isinstance(settings, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in settings.items()):
+        clean["settings"] = dict(settings)
     if ok:
         raw, descriptions = record.get("raw"), record.get("descriptions")
         if not isinstance(raw, str) or not isinstance(descriptions, list) or not all(isinstance(d, str) for d in descriptions):
@@ -261,6 +264,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             shapes = stored_shapes(handle, len(ids))
             answered = answered_rows(handle, ok, raw, errors)
             stale = needs_reparse(handle.attrs.get("parser_version"))
+            settings = stored_settings(handle.attrs)
             k = int(handle.attrs.get("num_descriptions_requested", descriptions.shape[1] if descriptions.ndim == 2 else 0))
     except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CorruptArtifactError(f"{path} is damaged ({str(exc).rstrip('.') or type(exc).__name__}); {fix}.") from exc
@@ -270,7 +274,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         raise CorruptArtifactError(f"{path} is damaged (its datasets disagree in shape); {fix}.")
     for i, item_id in enumerate(ids):
         base = {"id": item_id, "generated_tokens": int(tokens[i]), "truncated": bool(truncated[i]),
-                **({ANSWERED: True} if answered[i] else {})}
+                ANSWERED: bool(answered[i]), **({"settings": settings} if settings else {})}
         if ok[i]:
             row = {**base, "ok": True, "raw": raw[i], "descriptions": list(descriptions[i][: max(int(counts[i]), 0)]),
                    **({"shape": shapes[i]} if shapes[i] else {})}
@@ -278,6 +282,32 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             row = {**base, "ok": False, "error": errors[i], **({"raw": raw[i]} if raw[i] else {})}
         rows.append(reparse(row, k) if stale else row)
     return rows
+
+
+# resolved settings that change answers, as older artifacts recorded them (``resolved_<name>`` attributes)
+_LEGACY_SETTINGS = ("dtype", "vision_dtype", "quantize")
+
+
+def stored_settings(attrs) -> dict[str, str]:
+    """The answer-changing resolved settings an artifact's rows were made with ({} when unknown)."""
+    raw = attrs.get("answer_settings")
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+    return {name: str(attrs[f"resolved_{name}"]) for name in _LEGACY_SETTINGS if f"resolved_{name}" in attrs}
+
+
+def common_settings(records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """The settings every answered record that names them agrees on (the runner refuses to mix two)."""
+    out: dict[str, str] = {}
+    for record in records:
+        for name, value in (record.get("settings") or {}).items():
+            out.setdefault(name, value)
+    return out
 
 
 def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k: int, attrs: dict[str, Any]) -> int:
@@ -311,6 +341,7 @@ def write_artifact(handle, ids: list[str], records: dict[str, dict[str, Any]], k
     handle.create_dataset("shapes", data=np.array([r.get("shape", "") if r.get("ok") else "" for r in rows], dtype=object), dtype=text)
     handle.create_dataset(ANSWERED, data=np.array([bool(r.get(ANSWERED)) for r in rows], dtype=bool))
     handle.attrs["answer_shapes"] = json.dumps(shape_counts(rows))  # for listings: no need to read every row
+    handle.attrs["answer_settings"] = json.dumps(common_settings(r for r in rows if r.get(ANSWERED)))
     handle.attrs["num_descriptions_requested"] = int(k)
     handle.attrs["parser_version"] = PARSER_VERSION  # what made ``descriptions`` (the writer re-parses every row)
     for name, value in attrs.items():

@@ -15,6 +15,7 @@ Never lose work:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -182,7 +183,8 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
     backfill = not entries.exists()  # the first run since entries: what the artifact already holds becomes entries
     digests = _digests(store, items if backfill else todo)
     if todo and not force:  # the same bytes described under the same identity (another split, a moved file, predict)
-        todo, kept = _reuse(todo, digests, entries, journal, section.require_list, ask_answered, summary, kept)
+        todo, kept, reused = _reuse(todo, digests, entries, journal, section.require_list, ask_answered, summary, kept)
+        records.update((record["id"], record) for record in reused)
     summary.kept_failures = kept
     started = time.perf_counter()
     reasons: dict[str, tuple[str, int]] = {}  # failure kind -> (an example, count)
@@ -190,6 +192,7 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
         owned = backend is None
         backend = backend or backend_class(section.backend)(section, _prompt(section))
         try:
+            refuse_mixed_settings(records.values(), backend.answer_settings(), summary.retry_command)
             _describe(backend, todo, journal, k, summary, show_progress, reasons, section.require_list,
                       keep=lambda done: entries.put_many((digests.get(r["id"], ""), r) for r in done))
         except KeyboardInterrupt:
@@ -236,10 +239,51 @@ def _digests(store, items: list) -> dict[str, str]:
     return out
 
 
+def refuse_mixed_settings(records, current: dict[str, str], retry_command: str | None) -> None:
+    """Raise when answers already held under this key were made with other answer-changing settings than ``current``.
+
+    ``quantize: auto`` and ``dtype: auto`` are in the key as written, so a resume or a shard on a
+    24 GB card (int8) and one on an 80 GB card (fp16) compute one key: their answers must not
+    merge into one artifact. Records that do not say (made before settings were recorded) pass.
+
+    Raises:
+        LmmclfError: one sentence naming the setting, both values and the command that keeps them apart.
+    """
+    clashes: dict[tuple[str, str], int] = {}
+    for record in records:
+        if not (record.get("ok") or record.get(ANSWERED)):
+            continue
+        for name, value in (record.get("settings") or {}).items():
+            if name in current and value != current[name]:
+                clashes[(name, value)] = clashes.get((name, value), 0) + 1
+    if not clashes:
+        return
+    (name, value), count = max(clashes.items(), key=lambda kv: kv[1])
+    flag = {"quantize": "--quantize", "dtype": "--dtype"}.get(name)
+    apart = (f"`{with_option(retry_command, flag, current[name])}`" if retry_command and flag
+             else f"`{command('describe', extra=[flag, current[name]])}`" if flag else "other describe settings")
+    raise LmmclfError(
+        f"describe.{name} resolves to {current[name]} here, but {count} answers this key already holds were made with "
+        f"{name} {value}; answers of two settings are never merged into one artifact: finish this run where it resolves to "
+        f"{value} (set describe.{name} to it), or describe under its own key with {apart}."
+    )
+
+
 def _reuse(todo: list, digests: dict[str, str], entries: DescribeEntries, journal: Journal, require_list: bool,
-           ask_answered: bool, summary: DescribeSummary, kept: int) -> tuple[list, int]:
-    """Journal the entries that answer items of ``todo``; returns the items still to ask and the kept-failure count."""
+           ask_answered: bool, summary: DescribeSummary, kept: int) -> tuple[list, int, list]:
+    """Journal the entries that answer items of ``todo``.
+
+    Returns the items still to ask, the kept-failure count and the reused records. Entries made
+    with different answer-changing settings (another machine's ``auto``) are never mixed: only
+    the largest group of one setting is reused, the others are asked again.
+    """
     found = entries.get_many(digests[item.id] for item in todo if item.id in digests)
+    groups: dict[str, int] = {}
+    for entry in found.values():
+        label = json.dumps(entry.get("settings") or {}, sort_keys=True)
+        groups[label] = groups.get(label, 0) + 1
+    chosen = max(groups, key=groups.get) if groups else ""
+    found = {sha: entry for sha, entry in found.items() if json.dumps(entry.get("settings") or {}, sort_keys=True) == chosen}
     reused, still = [], []
     for item in todo:
         entry = found.get(digests.get(item.id, ""))
@@ -253,7 +297,7 @@ def _reuse(todo: list, digests: dict[str, str], entries: DescribeEntries, journa
     if reused:
         journal.append(reused)  # the artifact is assembled from journals as if they had been described now
         summary.reused = sum(1 for record in reused if usable(record, require_list))
-    return still, kept
+    return still, kept, reused
 
 
 def nothing_usable(summary: DescribeSummary) -> str | None:
@@ -352,8 +396,11 @@ def _describe(backend: Backend, todo: list, journal: Journal, k: int, summary: D
         task = bar.add_task("describe", total=len(todo), tokens="")
         streak: list[str] | None = []  # kinds of the systemic failures this run began with; None after a success
         stream = backend.stream(jobs())
+        settings = backend.answer_settings()
         for answers in stream:
             records = [answer_record(answer, k) for answer in answers]
+            if settings:
+                records = [{**record, "settings": settings} for record in records]
             journal.append(records)  # durable before anything else happens
             if keep is not None:
                 keep(records)

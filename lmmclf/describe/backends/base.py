@@ -131,6 +131,14 @@ class Backend:
         """What the backend resolved at run time (device, dtype...), stored as provenance, not in the key."""
         return {}
 
+    # names in resolved() whose value changes the answers (a dtype, a quantization), not just the speed
+    ANSWER_SETTINGS: tuple[str, ...] = ()
+
+    def answer_settings(self) -> dict[str, str]:
+        """The resolved settings that change the answers: every record carries them, and one artifact never mixes two."""
+        resolved = self.resolved()
+        return {name: str(resolved[name]) for name in self.ANSWER_SETTINGS if name in resolved}
+
     def close(self) -> None:
         """Release connections, memory."""
 

@@ -208,6 +208,8 @@ class MiniGPT4Backend(LocalBatching, Backend):
         kwargs.update(overrides)
         return kwargs
 
+    ANSWER_SETTINGS = ("dtype", "vision_dtype", "quantize")  # "auto" resolves per machine: a 24 GB card's int8 is not an 80 GB card's fp16
+
     def resolved(self) -> dict[str, Any]:
         return {
             "device": self.device,
