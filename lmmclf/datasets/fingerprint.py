@@ -76,6 +76,19 @@ def fingerprint(class_names: list[str], entries: Iterable[tuple[str, str, str, i
     return hash_strings(parts)
 
 
+def pixel_digest(sha256: str, note: str | None) -> str:
+    """What per-image work (describe entries) keys an image by: its file's sha256, plus the kind
+    when the reader changes its pixels, so an answer about the sideways image is never reused
+    for the upright one.
+
+    Args:
+        sha256: the file's digest.
+        note: its file-hash memo note (``FileHashCache.lookup``; a video frame's bare note is plain).
+    """
+    kind = note_kind(note)
+    return sha256 if kind in (None, IMAGE) else f"{sha256}/{kind}"
+
+
 def settled(note: str | None) -> bool:
     """The note is a verdict to trust: bad, or good with its kind (not a bare ``image-ok``, not none)."""
     return note_kind(note) is not None or (note or "").startswith(NOTE_BAD)

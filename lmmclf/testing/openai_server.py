@@ -196,7 +196,7 @@ class FakeOpenAIServer:
         self.lifetime = lifetime
         self.max_requests = max_requests
         self.k = k
-        self.requests: list[dict[str, Any]] = []  # one entry per request: image, fault, headers seen
+        self.requests: list[dict[str, Any]] = []  # one entry per request: image (digest, size), fault, headers seen
         self.seen_per_image: dict[str, int] = defaultdict(int)
         self._stopped = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -252,6 +252,19 @@ def image_sha256_of_data_url(url: str) -> str:
     return hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest()
 
 
+def image_size_of_data_url(url: str) -> tuple[int, int] | None:
+    """(width, height) of the image inside a ``data:`` URL as a server decodes it, or None if it is none."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
+            return image.size
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -280,7 +293,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 return self._send(400, {"detail": f"Server is pinned to '{server.pinned_model}'; requested '{request.get('model')}'."})
             fault = server.next_fault(sha)
             auth = self.headers.get("authorization", "")
-            server.record({"image": sha, "fault": fault, "authorization": auth, "model": request.get("model"),
+            server.record({"image": sha, "image_size": image_size_of_data_url(url), "fault": fault, "authorization": auth, "model": request.get("model"),
                            "max_tokens": request.get("max_tokens"), "temperature": request.get("temperature"),
                            "fields": sorted(request)})
             if fault.startswith("answer:"):
