@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("features", ("lmmclf.features", "lmmclf.zeroshot", "lmmclf.prototypes")),
     ("heads and evaluation", ("lmmclf.probe", "lmmclf.finetune", "lmmclf.evaluation")),
     ("prediction", ("lmmclf.predict",)),
+    ("report", ("lmmclf.report",)),
     ("testing", ("lmmclf.testing",)),
     ("demo", ("lmmclf.demo",)),
     ("command line", ("lmmclf.cli", "lmmclf.__main__", "lmmclf")),
