@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                               "lmmclf.filehash", "lmmclf.devices", "lmmclf.journal", "lmmclf.results")),
     ("stage table and store", ("lmmclf.stages", "lmmclf.keyspec", "lmmclf.missing", "lmmclf.artifact_meta",
                                "lmmclf.store_files", "lmmclf.store_listing", "lmmclf.store", "lmmclf.missing_inputs",
-                               "lmmclf.cache_gc")),
+                               "lmmclf.cache_gc", "lmmclf.disk_space")),
     ("models", ("lmmclf.models", "lmmclf.clip")),
     ("datasets", ("lmmclf.datasets",)),
     ("describe", ("lmmclf.describe",)),

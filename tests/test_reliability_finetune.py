@@ -215,7 +215,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_sentence_and_keeps_the_pre
 
 
 def test_a_full_disk_while_building_the_trunk_cache_is_one_sentence(experiment, runner, store, monkeypatch):
-    import lmmclf.finetune.space as space
+    import lmmclf.disk_space as space
 
     cfg, config, key = experiment
     monkeypatch.setattr(space, "_fallocate", lambda path, mode, offset, length: errno.ENOSPC)

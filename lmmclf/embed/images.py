@@ -94,8 +94,36 @@ def image_loader(paths: Sequence[str], preprocess: Callable, settings: EncodeSet
     )
 
 
+def image_batches(model: Any, paths: Sequence[str], preprocess: Callable, settings: EncodeSettings):
+    """Encode the images batch by batch: yields ``(rows, embeddings (B, D) float32, errors)`` in file order.
+
+    A file that cannot be read gets a zero row and its reason (the others go on).
+
+    Args:
+        model: an open_clip model in eval mode on ``settings.device``.
+        paths: the image files, in the order of the output rows.
+        preprocess: CLIP's validation transform.
+        settings: how to run it.
+    """
+    import torch
+
+    from lmmclf.devices import autocast
+
+    with torch.inference_mode(), autocast(settings.precision, settings.device):
+        for pixels, indices, batch_errors in image_loader(paths, preprocess, settings):
+            vectors = model.encode_image(pixels.to(settings.device, non_blocking=True)).float().cpu().numpy()
+            errors = list(batch_errors)
+            for position, error in enumerate(errors):
+                if error:
+                    vectors[position] = 0.0
+            yield indices.numpy(), vectors, errors
+
+
 def encode_images(model: Any, paths: Sequence[str], preprocess: Callable, settings: EncodeSettings, advance: Callable[[int], None] | None = None):
-    """Encode every image; returns ``(embeddings (N, D) float32, errors list[str])``.
+    """Encode every image into one array; returns ``(embeddings (N, D) float32, errors list[str])``.
+
+    The embed stage writes :func:`image_batches` to its artifact as they come instead; this is
+    for callers that want the whole array (benchmarks, small sets).
 
     Args:
         model: an open_clip model in eval mode on ``settings.device``.
@@ -104,25 +132,16 @@ def encode_images(model: Any, paths: Sequence[str], preprocess: Callable, settin
         settings: how to run it.
         advance: called with the number of images finished after each batch (progress bars).
     """
-    import torch
-
-    from lmmclf.devices import autocast
-
     embeddings: np.ndarray | None = None
     errors = [""] * len(paths)
-    with torch.inference_mode(), autocast(settings.precision, settings.device):
-        for pixels, indices, batch_errors in image_loader(paths, preprocess, settings):
-            vectors = model.encode_image(pixels.to(settings.device, non_blocking=True)).float().cpu().numpy()
-            if embeddings is None:
-                embeddings = np.zeros((len(paths), vectors.shape[1]), dtype=np.float32)
-            rows = indices.numpy()
-            embeddings[rows] = vectors
-            for row, error in zip(rows, batch_errors):
-                if error:
-                    embeddings[row] = 0.0
-                    errors[row] = error
-            if advance:
-                advance(len(rows))
+    for rows, vectors, batch_errors in image_batches(model, paths, preprocess, settings):
+        if embeddings is None:
+            embeddings = np.zeros((len(paths), vectors.shape[1]), dtype=np.float32)
+        embeddings[rows] = vectors
+        for row, error in zip(rows, batch_errors):
+            errors[row] = error
+        if advance:
+            advance(len(rows))
     if embeddings is None:
         embeddings = np.zeros((0, 0), dtype=np.float32)
     return embeddings, errors

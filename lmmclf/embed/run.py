@@ -33,6 +33,9 @@ from lmmclf.stages import command
 from lmmclf.store import ArtifactStore
 
 
+TEXTS_PER_CHUNK = 8192  # descriptions encoded, scattered and written at a time (their (K, D) rows: ~25 MB at D = 768)
+
+
 @dataclass
 class EmbedReport:
     """What an ``embed`` run produced (printed by the CLI, returned by ``--json``)."""
@@ -110,7 +113,8 @@ def embed_images(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSt
         clip: a :class:`~lmmclf.clip.LoadedClip` to reuse, or a loader holder; loaded on demand if None.
         report: filled with counts when given.
     """
-    from lmmclf.embed.images import encode_images, item_paths
+    from lmmclf.embed.images import image_batches, item_paths
+    from lmmclf.embed.rows import claim, put_rows, release, row_array
 
     holder = clip if isinstance(clip, _ClipHolder) else _ClipHolder(cfg, clip)
     spec = image_embed_spec(cfg, dataset, store)
@@ -121,19 +125,27 @@ def embed_images(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSt
     def compute(handle) -> int:
         loaded = holder.get()
         settings = encode_settings(cfg)
-        with progress() as bar:
-            task = bar.add_task("embed images", total=len(items))
-            vectors, errors = encode_images(loaded.model, item_paths(items), loaded.preprocess, settings, lambda n: bar.advance(task, n))
         dtype = np.dtype(cfg.embed.storage_dtype)
+        dim = loaded.embed_dim
+        reserved = claim(handle, [((len(items), dim), dtype)], len(items))  # before HDF5 writes anything large
         _text_dataset(handle, "ids", [item.id for item in items])
         handle.create_dataset("labels", data=np.asarray([item.label for item in items], dtype=np.int64))
         _text_dataset(handle, "splits", [item.split for item in items])
-        write_array(handle, "embeddings", vectors.astype(dtype))
+        table = row_array(handle, "embeddings", (len(items), dim), dtype)
+        errors = [""] * len(items)
+        with progress() as bar:  # each batch goes to the file as it comes: memory is a batch, not N
+            task = bar.add_task("embed images", total=len(items))
+            for rows, vectors, batch_errors in image_batches(loaded.model, item_paths(items), loaded.preprocess, settings):
+                put_rows(table, rows, vectors.astype(dtype))
+                for row, error in zip(rows, batch_errors):
+                    errors[row] = error
+                bar.advance(task, len(rows))
         handle.create_dataset("ok", data=np.asarray([not e for e in errors], dtype=bool))
         _text_dataset(handle, "errors", errors)
         handle.attrs["class_names"] = json.dumps(dataset.class_names)
         handle.attrs["precision"] = settings.precision
-        handle.attrs["embed_dim"] = int(vectors.shape[1]) if vectors.size else 0
+        handle.attrs["embed_dim"] = int(dim) if items else 0
+        release(handle, reserved)
         report.computed.append("embed-image")
         report.image_errors = sum(1 for e in errors if e)
         for item, error in zip(items, errors):
@@ -141,7 +153,7 @@ def embed_images(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSt
                 console.print(f"[yellow]Could not read image[/] {escape(str(item.path))}: {escape(str(error))}")
         return len(items)
 
-    path = store.ensure(spec, compute, force=force)
+    path = store.ensure(spec, compute, force=force, in_memory=False)  # written in place, its space claimed first
     report.images = len(items)
     return path
 
@@ -162,7 +174,8 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
         MissingArtifactError: the describe artifact is not in the cache (names ``lmmclf describe``).
     """
     from lmmclf.describe.reading import descriptions_digest
-    from lmmclf.embed.texts import encode_texts, pool, read_descriptions, scatter
+    from lmmclf.embed.rows import claim, put_rows, release, row_array
+    from lmmclf.embed.texts import Descriptions, encode_texts, pool, read_descriptions, scatter
 
     holder = clip if isinstance(clip, _ClipHolder) else _ClipHolder(cfg, clip)
     wanted = _describe_wanted(cfg, dataset, store, describe)
@@ -187,24 +200,36 @@ def embed_texts(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSto
     def compute(handle) -> int:
         loaded = holder.get()
         settings = encode_settings(cfg)
-        with progress() as bar:
-            task = bar.add_task("embed descriptions", total=len(flat_texts))
-            flat = encode_texts(loaded.model, loaded.tokenizer, flat_texts, settings, lambda n: bar.advance(task, n))
-        dim = flat.shape[1] if flat.size else loaded.embed_dim
-        table, mask = scatter(descriptions, flat.reshape(-1, dim), dim)
         dtype = np.dtype(cfg.embed.storage_dtype)
+        n, dim = len(descriptions.ids), loaded.embed_dim
+        width = max(descriptions.capacity, max((len(texts) for texts in descriptions.texts), default=0))
+        reserved = claim(handle, [((n, width, dim), dtype), ((n, dim), dtype)], n)  # before HDF5 writes anything large
         _text_dataset(handle, "ids", descriptions.ids)
-        write_array(handle, "description_embeddings", table.astype(dtype), row_chunk=64)
+        table = row_array(handle, "description_embeddings", (n, width, dim), dtype, row_chunk=64)
+        pooled = row_array(handle, "pooled", (n, dim), dtype)
+        mask = np.zeros((n, width), dtype=bool)  # N x K booleans: small beside the embeddings
+        step = max(1, TEXTS_PER_CHUNK // max(width, 1))
+        with progress() as bar:  # a chunk of images at a time goes to the file: memory is a chunk, not N
+            task = bar.add_task("embed descriptions", total=len(flat_texts))
+            for start in range(0, n, step):
+                part = Descriptions(descriptions.ids[start:start + step], descriptions.texts[start:start + step], width)
+                texts = [text for item in part.texts for text in item]
+                flat = encode_texts(loaded.model, loaded.tokenizer, texts, settings, lambda done: bar.advance(task, done))
+                chunk, chunk_mask = scatter(part, flat.reshape(-1, dim), dim)
+                rows = np.arange(start, start + len(part.ids))
+                put_rows(table, rows, chunk.astype(dtype))
+                put_rows(pooled, rows, pool(chunk, chunk_mask).astype(dtype))
+                mask[start:start + len(part.ids)] = chunk_mask
         handle.create_dataset("mask", data=mask)
-        write_array(handle, "pooled", pool(table, mask).astype(dtype))
         handle.attrs["precision"] = settings.precision
         handle.attrs["embed_dim"] = int(dim)
         handle.attrs["items_without_text"] = int((~mask.any(axis=1)).sum())
         handle.attrs["descriptions"] = len(flat_texts)
+        release(handle, reserved)
         report.computed.append("embed-text")
         return len(descriptions.ids)
 
-    path = store.ensure(spec, compute, force=force)
+    path = store.ensure(spec, compute, force=force, in_memory=False)  # written in place, its space claimed first
     report.texts = len(descriptions.ids)
     report.descriptions = len(flat_texts)
     report.items_without_text = sum(1 for texts in descriptions.texts if not texts)

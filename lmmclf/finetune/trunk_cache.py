@@ -28,7 +28,7 @@ import numpy as np
 
 from lmmclf.console import console, progress
 from lmmclf.errors import CorruptArtifactError, DatasetError, storage_error
-from lmmclf.finetune.space import release_beyond, reserve
+from lmmclf.disk_space import release_beyond, reserve
 from lmmclf.stages import command, version
 from lmmclf.store import ArtifactStore, KeySpec
 

@@ -1,4 +1,4 @@
-"""Disk space claimed before HDF5 writes a large artifact (the frozen-trunk cache).
+"""Disk space claimed before HDF5 writes a large artifact in place (the frozen-trunk cache, embeddings).
 
 Why: HDF5 (as bundled with h5py) does not survive a write that fails with "no space left":
 the failed write leaves its caches in a state that crashes the process with a segmentation
