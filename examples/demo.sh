@@ -22,4 +22,5 @@ lmmclf -c "$cfg" finetune --alpha 0.01
 lmmclf -c "$cfg" eval --method all --compare concat,image
 lmmclf cache ls
 lmmclf -c "$cfg" predict "$out/data/test" --method concat --top-k 2   # use what you trained on images
-echo "Demo finished: results in $out/results (a plumbing demo: random models, meaningless accuracy)."
+lmmclf -c "$cfg" report                      # a static site of it all: open the index.html it prints
+echo "Demo finished: results in $out/results, the report in $out/results/report/index.html (a plumbing demo: random models, meaningless accuracy)."

@@ -25,5 +25,9 @@ def test_demo_script_runs_every_stage(tmp_path):
     for label in ("CLIP (image)", "CONCAT", "MEAN", "zero-shot", "Finetuning w/o Reg.", "LMM-Reg.-CLIP"):
         assert label in text, label
     assert (out / "results" / "accuracy.png").stat().st_size > 0
+    # the demo ends with a report whose accuracies are eval's
+    report = json.loads((out / "results" / "report" / "report.json").read_text())
+    assert {name: entry["accuracy"] for name, entry in report["methods"].items()} == {m["method"]: m["mean"] for m in results["methods"]}
+    assert report["describe"]["images"] == 24 + 48 and (out / "results" / "report" / "index.html").is_file()
     # the demo kept to its own folders: nothing in the test's cache or user config
     assert not Path(os.environ["LMMCLF_CACHE"]).exists()
