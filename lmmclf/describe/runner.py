@@ -223,7 +223,10 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
 
 
 def _digests(store, items: list) -> dict[str, str]:
-    """item id -> sha256 of its file (from the file-hash memo; an unreadable file has none)."""
+    """item id -> what its entry is keyed by: the sha256 of its file, plus the reader's kind when the reader
+    changes its pixels (an EXIF-rotated photo: never an answer about the sideways one). From the file-hash memo;
+    an unreadable file has none."""
+    from lmmclf.datasets.fingerprint import pixel_digest
     from lmmclf.filehash import FileHashCache
 
     hashes = FileHashCache(store.file_hash_db())
@@ -231,7 +234,8 @@ def _digests(store, items: list) -> dict[str, str]:
     try:
         for item in items:
             try:
-                out[item.id] = hashes.hash(item.path)
+                known = hashes.lookup(item.path)
+                out[item.id] = pixel_digest(*known) if known else hashes.hash(item.path)
             except OSError:
                 continue  # described (and failed) as that image's own problem, never an entry
     finally:
