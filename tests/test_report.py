@@ -153,3 +153,24 @@ def test_an_unreadable_image_is_its_own_failure(tmp_path):
     made = make_thumbnails([Item("bad", bad, 0, "test"), Item("good", good, 0, "test")], tmp_path / "site")
     assert set(made.paths) == {"good"} and "bad" in made.failed and str(bad) in made.failed["bad"]
     assert max(Image.open(tmp_path / "site" / made.paths["good"]).size) == 160
+
+
+def test_many_classes_show_the_most_confused_in_the_heatmap_and_pairs_come_most_frequent_first():
+    import numpy as np
+
+    from lmmclf.report.gather import MethodData
+    from lmmclf.report.summary import confused_pairs, heatmap_classes
+    from lmmclf.results import TrainingRun
+
+    labels = np.repeat(np.arange(30), 2)
+    predictions = labels.copy()
+    predictions[[0, 1]] = 7          # both images of class 0 predicted 7
+    predictions[10] = 29             # one image of class 5 predicted 29
+    ids = [f"i{n}" for n in range(60)]
+    method = MethodData("m", "M", {}, [TrainingRun(0, np.ones(1), np.ones(1), ids, predictions, labels)])
+    matrix = np.zeros((30, 30), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    shown = heatmap_classes(matrix, limit=25)
+    assert len(shown) == 25 and {0, 5, 7, 29} <= set(shown) and shown == sorted(shown)
+    pairs = confused_pairs(method, matrix)
+    assert [(p["true"], p["predicted"], p["count"], p["examples"]) for p in pairs] == [(0, 7, 2, ["i0", "i1"]), (5, 29, 1, ["i10"])]
