@@ -96,13 +96,15 @@ def gallery_section() -> str:
 def _heatmap(entry: dict[str, Any], shown: list[int]) -> str:
     labels, matrix = entry["confusion"]["labels"], entry["confusion"]["matrix"]
     head = "".join(f"<th class='col'>{_e(labels[j])}</th>" for j in shown)
+    # errors are small shares of a row: their colour is scaled to the largest error share shown, to be seen
+    shares = {(i, j): matrix[i][j] / (sum(matrix[i]) or 1) for i in shown for j in shown}
+    top_error = max((v for (i, j), v in shares.items() if i != j), default=0) or 1
     rows = []
     for i in shown:
-        total = sum(matrix[i]) or 1
         cells = []
         for j in shown:
             count = matrix[i][j]
-            alpha = count / total
+            alpha = shares[i, j] if i == j else shares[i, j] / top_error
             colour = f"rgba(26,127,55,{alpha:.3f})" if i == j else f"rgba(198,40,40,{alpha:.3f})"
             cells.append(f"<td style='background:{colour}' title='true {_e(labels[i])}, predicted {_e(labels[j])}: {count}'></td>")
         rows.append(f"<tr><th class='row'>{_e(labels[i])}</th>{''.join(cells)}</tr>")
@@ -139,8 +141,8 @@ def methods_section(document: dict[str, Any], shown_classes: Callable[[str], lis
             examples = "".join(example(item_id) for item_id in pair["examples"])
             pairs.append(f"<h4>{_e(pair['true'])} → predicted {_e(pair['predicted'])}: {pair['count']}</h4><div class='examples'>{examples}</div>")
         blocks.append(f"<details{' open' if index == 0 else ''}><summary><b>{_e(name)}</b>: confusion matrix{note} and most-confused pairs</summary>"
-                      f"{_heatmap(m, shown)}<p class='note'>Rows: true class; columns: predicted; a cell's colour is its share of the row "
-                      f"(seeds added up: {_e(','.join(map(str, m['seeds'])))}). Examples are the first seed's ({m['gallery_seed']}).</p>"
+                      f"{_heatmap(m, shown)}<p class='note'>Rows: true class; columns: predicted; green: the share of the class's images predicted right; red: "
+                      f"an error's share of the row, scaled to the largest error shown (seeds added up: {_e(','.join(map(str, m['seeds'])))}). Examples are the first seed's ({m['gallery_seed']}).</p>"
                       f"{''.join(pairs) or '<p>No errors.</p>'}</details>")
     return f"""<section id='methods'><h2>Methods</h2>
 <p class='note'>Test accuracy (%), the same numbers as <code>lmmclf eval --json</code>: the mean over seeds of the accuracy after the last epoch.</p>
