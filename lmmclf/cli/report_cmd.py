@@ -19,8 +19,8 @@ DEFAULT_OUT = "report"  # under eval.out_dir: results/{dataset}/report by defaul
 def report(
     ctx: typer.Context,
     dataset: DatasetArg = None,
-    out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="The report folder; {dataset} stands for the dataset's name (default: eval.out_dir/report, results/{dataset}/report).")] = None,
-    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Methods to show: image | text | concat | mean | zeroshot | prototype-zeroshot | finetune | lmm-reg | all (repeat or comma-separate; default: all that are cached).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", show_default="eval.out_dir/report", help="The report folder; {dataset} stands for the dataset's name (default: eval.out_dir/report, results/{dataset}/report).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", "-m", show_default="all", help="Methods to show: image | text | concat | mean | zeroshot | prototype-zeroshot | finetune | lmm-reg | all (repeat or comma-separate; default: all that are cached).")] = None,
 ) -> None:
     """Build a static report (index.html) of what the cache holds for DATASET and print its path.
 
