@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                                "lmmclf.store_files", "lmmclf.store_listing", "lmmclf.store", "lmmclf.missing_inputs",
                                "lmmclf.cache_gc", "lmmclf.disk_space")),
     ("models", ("lmmclf.models", "lmmclf.clip")),
-    ("datasets", ("lmmclf.datasets",)),
+    ("datasets", ("lmmclf.datasets", "lmmclf.per_image")),
     ("describe", ("lmmclf.describe",)),
     ("embed", ("lmmclf.embed",)),
     ("features", ("lmmclf.features", "lmmclf.zeroshot", "lmmclf.prototypes")),

@@ -223,24 +223,10 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
 
 
 def _digests(store, items: list) -> dict[str, str]:
-    """item id -> what its entry is keyed by: the sha256 of its file, plus the reader's kind when the reader
-    changes its pixels (an EXIF-rotated photo: never an answer about the sideways one). From the file-hash memo;
-    an unreadable file has none."""
-    from lmmclf.datasets.fingerprint import pixel_digest
-    from lmmclf.filehash import FileHashCache
+    """item id -> the digest its entry is keyed by (:func:`lmmclf.per_image.item_digests`)."""
+    from lmmclf.per_image import item_digests
 
-    hashes = FileHashCache(store.file_hash_db())
-    out: dict[str, str] = {}
-    try:
-        for item in items:
-            try:
-                known = hashes.lookup(item.path)
-                out[item.id] = pixel_digest(*known) if known else hashes.hash(item.path)
-            except OSError:
-                continue  # described (and failed) as that image's own problem, never an entry
-    finally:
-        hashes.close()
-    return out
+    return item_digests(store.file_hash_db(), items)
 
 
 def refuse_mixed_settings(records, current: dict[str, str], retry_command: str | None) -> None:
