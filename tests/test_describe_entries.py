@@ -122,3 +122,31 @@ def test_a_resume_whose_resolved_dtype_differs_is_refused_and_names_both(runner,
     assert "describe.dtype resolves to float32 here" in error and "dtype float16" in error and "--dtype float32" in error
     with h5py.File(path) as handle:  # nothing was lost or merged
         assert not handle["ok"][0] and json.loads(handle.attrs["answer_settings"])["dtype"] == "float16"
+
+
+# -- image embeddings per image too ------------------------------------------------------------------
+def test_image_embeddings_of_a_grown_dataset_copy_the_known_images_and_equal_a_fresh_run(runner, pets, tiny_clip, tmp_path):
+    import numpy as np
+
+    config = tmp_path / "exp.yaml"
+    config.write_text(json.dumps({"embed": {"clip_model": tiny_clip, "clip_pretrained": None, "device": "cpu",
+                                            "num_workers": 0, "batch_size": 4}}))
+    first = runner.invoke(app, ["-c", str(config), "embed", "pets", "--images-only", "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["images_reused"] == 0
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(pets / "train" / "a" / "new.png")
+    grown = runner.invoke(app, ["-c", str(config), "embed", "pets", "--images-only", "--json"])
+    summary = json.loads(grown.stdout)
+    assert summary["images_reused"] == 9 and summary["images"] == 10
+    fresh = runner.invoke(app, ["-c", str(config), "--cache-dir", str(tmp_path / "fresh"), "embed", "pets", "--images-only", "--json"])
+    assert json.loads(fresh.stdout)["images_reused"] == 0
+
+    def table(key, cache=None):
+        listing = json.loads(runner.invoke(app, [*(["--cache-dir", str(cache)] if cache else []), "cache", "ls", "--json"]).stdout)
+        path = next(row["path"] for row in listing if row["key"] == key)
+        with h5py.File(path) as handle:
+            return handle["embeddings"][...]
+
+    copied, computed = table(summary["image_key"]), table(json.loads(fresh.stdout)["image_key"], tmp_path / "fresh")
+    assert len({tuple(row[:4]) for row in computed}) == 10  # different images, different embeddings
+    np.testing.assert_allclose(copied, computed, rtol=0, atol=1e-5)

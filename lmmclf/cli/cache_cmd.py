@@ -72,17 +72,17 @@ def _row(info) -> dict:
     }
 
 
-def _entry_rows(root) -> list[dict]:
-    """One row per per-image describe entries file (answers reused by any dataset described with the same settings)."""
-    from lmmclf.describe.entries import DescribeEntries, entry_files
+def _entry_rows(root, folder: str, stage: str, label: str) -> list[dict]:
+    """One row per per-image entries file of ``folder`` (results reused by any dataset with the same settings)."""
+    from lmmclf.per_image import PerImageTable, entry_files
 
     rows = []
-    for path in entry_files(root):
-        entries = DescribeEntries(root, path.stem)
+    for path in entry_files(root, folder):
+        entries = PerImageTable(root, folder, path.stem)
         stat = path.stat()
-        rows.append({"stage": "describe-entries", "key": path.stem, "dataset": "", "model": "", "items": entries.count(),
+        rows.append({"stage": stage, "key": path.stem, "dataset": "", "model": "", "items": entries.count(),
                      "size": stat.st_size, "age_s": round(time.time() - stat.st_mtime, 1), "path": str(path), "complete": True,
-                     "params": {}, "inputs": {}, "label": "per-image answers, reused by every dataset"})
+                     "params": {}, "inputs": {}, "label": label})
         entries.close()
     return rows
 
@@ -149,7 +149,9 @@ def ls(
     # labels are computed before the dataset filter: they are per stage and dataset anyway
     _label_params(rows)
     if folders is None or "describe" in folders:
-        rows += _entry_rows(store.root)
+        rows += _entry_rows(store.root, "describe-entries", "describe-entries", "per-image answers, reused by every dataset")
+    if folders is None or "embed-image" in folders:
+        rows += _entry_rows(store.root, "embed-image-entries", "embed-image-entries", "per-image embeddings, reused by every dataset")
     if dataset is not None:
         rows = [row for row in rows if row["dataset"] == dataset]
     if as_json:

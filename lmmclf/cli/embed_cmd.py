@@ -46,6 +46,7 @@ def embed(
         "dataset": index.name,
         "images": report.images,
         "image_errors": report.image_errors,
+        "images_reused": report.images_reused,
         "image_key": report.image_key,
         "described_items": report.texts,
         "descriptions": report.descriptions,
@@ -57,7 +58,8 @@ def embed(
         print_json(summary)
         return
     cached = "" if report.computed else " (all cached)"
-    console.print(f"[green]Embedded[/] {report.images} images [dim]{(report.image_key or '')[:12]}[/]{cached}")
+    reused = f" ({report.images_reused} copied from images embedded before)" if report.images_reused else ""
+    console.print(f"[green]Embedded[/] {report.images} images [dim]{(report.image_key or '')[:12]}[/]{cached}{reused}")
     if report.text_key:
         console.print(f"[green]Embedded[/] {report.descriptions} descriptions of {report.texts} images [dim]{report.text_key[:12]}[/]")
     if report.image_errors:

@@ -29,6 +29,7 @@ from lmmclf.embed.specs import (
     text_embed_spec,
 )
 from lmmclf.errors import CorruptArtifactError
+from lmmclf.per_image import PerImageTable, item_digests
 from lmmclf.stages import command
 from lmmclf.store import ArtifactStore
 
@@ -48,6 +49,39 @@ class EmbedReport:
     descriptions: int = 0
     items_without_text: int = 0
     computed: list[str] = field(default_factory=list)
+    images_reused: int = 0  # image embeddings copied from per-image entries (the same pixels, the same CLIP)
+
+
+IMAGE_ENTRIES = "embed-image-entries"  # the cache folder of per-image image embeddings (lmmclf.per_image)
+_ENTRY_ROWS = 4096  # items looked up and copied at a time
+
+
+def image_entry_identity(spec) -> str:
+    """What an image embedding depends on besides the pixels: the CLIP identity (its preprocessing comes with it)."""
+    from lmmclf.hashing import canonical_json, hash_strings
+
+    return hash_strings(["lmmclf-image-embedding/1", str(spec.version), canonical_json(spec.model)])
+
+
+def _copy_entries(table, items: list, digests: dict[str, str], entries, dim: int, dtype) -> np.ndarray:
+    """Copy the embeddings that entries hold into ``table``, a chunk of rows at a time; returns the rows still to compute."""
+    from lmmclf.embed.rows import put_rows
+
+    missing: list[int] = []
+    for start in range(0, len(items), _ENTRY_ROWS):
+        part = items[start:start + _ENTRY_ROWS]
+        found = entries.get_many(digests[item.id] for item in part if item.id in digests)
+        rows, vectors = [], []
+        for offset, item in enumerate(part):
+            blob = found.get(digests.get(item.id, ""))
+            if isinstance(blob, bytes) and len(blob) == 4 * dim:
+                rows.append(start + offset)
+                vectors.append(np.frombuffer(blob, dtype=np.float32))
+            else:
+                missing.append(start + offset)
+        if rows:
+            put_rows(table, np.asarray(rows), np.stack(vectors).astype(dtype))
+    return np.asarray(missing, dtype=np.int64)
 
 
 class _ClipHolder:
@@ -133,13 +167,23 @@ def embed_images(cfg: ExperimentConfig, dataset: DatasetIndex, store: ArtifactSt
         _text_dataset(handle, "splits", [item.split for item in items])
         table = row_array(handle, "embeddings", (len(items), dim), dtype)
         errors = [""] * len(items)
+        entries = PerImageTable(store.root, IMAGE_ENTRIES, image_entry_identity(spec))
+        digests = item_digests(store.file_hash_db(), items)
+        # the same pixels embedded before under this CLIP (another split, a grown dataset, predict): copied, not computed
+        todo = _copy_entries(table, items, digests, entries, dim, dtype)
+        report.images_reused = len(items) - len(todo)
+        paths = item_paths(items)
         with progress() as bar:  # each batch goes to the file as it comes: memory is a batch, not N
-            task = bar.add_task("embed images", total=len(items))
-            for rows, vectors, batch_errors in image_batches(loaded.model, item_paths(items), loaded.preprocess, settings):
+            task = bar.add_task("embed images", total=len(todo))
+            for positions, vectors, batch_errors in image_batches(loaded.model, [paths[i] for i in todo], loaded.preprocess, settings):
+                rows = todo[positions]
                 put_rows(table, rows, vectors.astype(dtype))
                 for row, error in zip(rows, batch_errors):
                     errors[row] = error
+                entries.put_many((digests.get(items[row].id, ""), vector.astype(np.float32).tobytes())
+                                 for row, vector, error in zip(rows, vectors, batch_errors) if not error)
                 bar.advance(task, len(rows))
+        entries.close()
         handle.create_dataset("ok", data=np.asarray([not e for e in errors], dtype=bool))
         _text_dataset(handle, "errors", errors)
         handle.attrs["class_names"] = json.dumps(dataset.class_names)
