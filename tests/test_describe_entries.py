@@ -150,3 +150,23 @@ def test_image_embeddings_of_a_grown_dataset_copy_the_known_images_and_equal_a_f
     copied, computed = table(summary["image_key"]), table(json.loads(fresh.stdout)["image_key"], tmp_path / "fresh")
     assert len({tuple(row[:4]) for row in computed}) == 10  # different images, different embeddings
     np.testing.assert_allclose(copied, computed, rtol=0, atol=1e-5)
+
+
+def test_a_server_that_now_serves_another_checkpoint_under_the_same_name_is_refused(runner, pets):
+    import hashlib
+
+    image = sorted(pets.rglob("*.png"))[0]
+    plan = {hashlib.sha256(image.read_bytes()).hexdigest(): ["reject"]}  # a passing failure: asked again next run
+    with FakeOpenAIServer(per_image=plan, served_models={"m": {"root": "/models/llava-13b-fp16"}}) as server:
+        first = _describe(runner, server)
+    assert first["failures_total"] == 1
+    with h5py.File(first["artifact"]) as handle:
+        assert json.loads(handle.attrs["answer_settings"]) == {"served_root": "/models/llava-13b-fp16"}
+    with FakeOpenAIServer(served_models={"m": {"root": "/models/llava-13b-awq"}}) as server:
+        result = runner.invoke(app, ["describe", "pets", "--backend", "openai", "--base-url", server.url, "--model", "m"])
+        assert not server.requests  # refused before any image was asked
+    assert result.exit_code == 1
+    error = " ".join(result.stderr.split())
+    assert "/models/llava-13b-awq" in error and "/models/llava-13b-fp16" in error and "8 answers" in error
+    with FakeOpenAIServer(served_models={"m": {"root": "/models/llava-13b-fp16"}}) as server:
+        assert _describe(runner, server)["failures_total"] == 0  # the same checkpoint again: the run finishes

@@ -249,6 +249,12 @@ def refuse_mixed_settings(records, current: dict[str, str], retry_command: str |
     if not clashes:
         return
     (name, value), count = max(clashes.items(), key=lambda kv: kv[1])
+    if name.startswith("served_"):  # the server's side: the same name now serves another checkpoint
+        raise LmmclfError(
+            f"The server now serves --model under {name.removeprefix('served_')} {current[name]}, but {count} answers this "
+            f"key already holds came from {value}; answers of two checkpoints are never merged into one artifact: serve "
+            f"{value} again to finish this run, or serve the new checkpoint under another --model name (its own key)."
+        )
     flag = {"quantize": "--quantize", "dtype": "--dtype"}.get(name)
     apart = (f"`{with_option(retry_command, flag, current[name])}`" if retry_command and flag
              else f"`{command('describe', extra=[flag, current[name]])}`" if flag else "other describe settings")

@@ -172,13 +172,15 @@ class FakeOpenAIServer:
         huge_bytes: the length of a ``huge`` answer's text.
         accepted_fields: when set, requests with other fields get 422 as ``transformers serve`` does.
         pinned_model: when set, requests for another model get 400 as ``transformers serve MODEL`` answers them.
+        served_models: what ``GET /v1/models`` lists, served name -> the entry's other fields (vLLM gives
+            ``{"root": "<the checkpoint it loaded>"}``); None: that route answers 404, as some servers do.
     """
 
     def __init__(self, script: Iterable[str] = (), per_image: dict[str, list[str]] | None = None,
                  slow_seconds: float = 2.0, lifetime: float = 120.0, max_requests: int = 10_000, k: int = 10,
                  echo_offset: int = 0, echo_status: int = 400, trickle_interval: float = 0.5,
                  huge_bytes: int = 8 * 2**20, accepted_fields: Iterable[str] | None = None,
-                 pinned_model: str | None = None):
+                 pinned_model: str | None = None, served_models: dict[str, dict] | None = None):
         for fault in [*script, *(f for faults in (per_image or {}).values() for f in faults)]:
             if fault not in FAULTS and fault.removeprefix("odd:") not in ODD_SHAPES and fault.removeprefix("answer:") not in ANSWER_SHAPES:
                 known = [*FAULTS, *(f"odd:{name}" for name in ODD_SHAPES), *(f"answer:{name}" for name in ANSWER_SHAPES)]
@@ -189,6 +191,7 @@ class FakeOpenAIServer:
         self.huge_bytes = huge_bytes
         self.accepted_fields = frozenset(accepted_fields) if accepted_fields is not None else None
         self.pinned_model = pinned_model
+        self.served_models = served_models
         self._lock = threading.Lock()
         self._script = list(script)
         self._per_image = {sha: list(faults) for sha, faults in (per_image or {}).items()}
@@ -271,6 +274,12 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, *args) -> None:  # quiet
             pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if not self.path.rstrip("/").endswith("/models") or server.served_models is None:
+                return self._send(404, {"error": {"message": f"no route {self.path}"}})
+            listed = [{"id": name, "object": "model", **fields} for name, fields in server.served_models.items()]
+            return self._send(200, {"object": "list", "data": listed})
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = self.rfile.read(int(self.headers.get("content-length", 0)))

@@ -159,6 +159,7 @@ class OpenAIBackend(Backend):
         self._scrub = Scrubber(self._secret)
         headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
         self._httpx = httpx
+        self._served: dict[str, str] | None = None  # GET /v1/models' word on the model (answer_settings)
         self._client = httpx.Client(
             base_url=section.base_url.rstrip("/") + "/",
             headers=headers,
@@ -174,6 +175,23 @@ class OpenAIBackend(Backend):
     @property
     def batch_size(self) -> int:
         return max(1, self.section.concurrency)
+
+    def answer_settings(self) -> dict[str, str]:
+        """What the server says it serves under the model name: ``GET /v1/models``' entry (vLLM's ``root``: the
+        checkpoint it loaded, so two quantisations served under one name differ). {} when the server does not say."""
+        if self._served is None:
+            self._served = {}
+            try:
+                response = self._client.get("models", timeout=min(30.0, self.section.timeout))
+                listed = response.json().get("data") if response.status_code == 200 else None
+                entry = next((m for m in listed or [] if isinstance(m, dict) and m.get("id") == self.section.model), None)
+            except (self._httpx.HTTPError, ValueError, AttributeError):
+                entry = None
+            if entry is not None:
+                for field_name, setting in (("root", "served_root"), ("quantization", "served_quantization")):
+                    if isinstance(entry.get(field_name), str) and entry[field_name]:
+                        self._served[setting] = entry[field_name]
+        return dict(self._served)
 
     def resolved(self) -> dict[str, Any]:
         # what was sent, not what was honoured: a server may ignore sampling fields (transformers serve
