@@ -148,9 +148,8 @@ def ls(
     rows = [_row(info) for info in store.list() if folders is None or info.stage in folders]
     # labels are computed before the dataset filter: they are per stage and dataset anyway
     _label_params(rows)
-    if folders is None or "describe" in folders:
+    if folders is None:  # per-image entries are no stage's artifacts: listed with everything
         rows += _entry_rows(store.root, "describe-entries", "describe-entries", "per-image answers, reused by every dataset")
-    if folders is None or "embed-image" in folders:
         rows += _entry_rows(store.root, "embed-image-entries", "embed-image-entries", "per-image embeddings, reused by every dataset")
     if dataset is not None:
         rows = [row for row in rows if row["dataset"] == dataset]
