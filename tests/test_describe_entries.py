@@ -48,7 +48,10 @@ def test_one_new_image_sends_one_request(runner, pets):
     old, new = _rows(first["artifact"]), _rows(grown["artifact"])
     assert all(new[item] == descriptions for item, descriptions in old.items())  # the same answers, row for row
     listing = json.loads(runner.invoke(app, ["cache", "ls", "--json"]).stdout)
-    assert [row["items"] for row in listing if row["stage"] == "describe-entries"] == [10]
+    entries = [row for row in listing if row["stage"] == "describe-entries"]
+    assert [row["items"] for row in entries] == [10]
+    info = runner.invoke(app, ["cache", "info", entries[0]["key"][:12], "--json"])
+    assert info.exit_code == 0 and json.loads(info.stdout)["items"] == 10
 
 
 def test_another_split_and_a_moved_folder_ask_nothing(runner, pets, tmp_path):

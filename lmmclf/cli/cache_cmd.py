@@ -72,6 +72,11 @@ def _row(info) -> dict:
     }
 
 
+def _all_entry_rows(root) -> list[dict]:
+    return (_entry_rows(root, "describe-entries", "describe-entries", "per-image answers, reused by every dataset")
+            + _entry_rows(root, "embed-image-entries", "embed-image-entries", "per-image embeddings, reused by every dataset"))
+
+
 def _entry_rows(root, folder: str, stage: str, label: str) -> list[dict]:
     """One row per per-image entries file of ``folder`` (results reused by any dataset with the same settings)."""
     from lmmclf.per_image import PerImageTable, entry_files
@@ -149,8 +154,7 @@ def ls(
     # labels are computed before the dataset filter: they are per stage and dataset anyway
     _label_params(rows)
     if folders is None:  # per-image entries are no stage's artifacts: listed with everything
-        rows += _entry_rows(store.root, "describe-entries", "describe-entries", "per-image answers, reused by every dataset")
-        rows += _entry_rows(store.root, "embed-image-entries", "embed-image-entries", "per-image embeddings, reused by every dataset")
+        rows += _all_entry_rows(store.root)
     if dataset is not None:
         rows = [row for row in rows if row["dataset"] == dataset]
     if as_json:
@@ -224,6 +228,15 @@ def info(ctx: typer.Context, key: KeyArg, as_json: JsonOpt = False) -> None:
     """What one artifact is and what made it: stage, dataset, model, items, size, and the lmmclf, Python, torch, transformers and open_clip versions."""
     from lmmclf.artifact_meta import versions
 
+    entry = [row for row in _all_entry_rows(_store(ctx).root) if row["key"].startswith(key)]
+    if entry and len(key) >= 4:  # a per-image entries file: what it is and how many images it holds
+        row = entry[0]
+        if as_json:
+            print_json(row)
+            return
+        console.print(escape(f"{row['stage']} {row['key']}\npath: {row['path']}\n{row['label']}: {row['items']} images, "
+                             f"size: {_human_size(row['size'])}"), soft_wrap=True)
+        return
     found, attributes = _attributes(ctx, key)
     row = {**_row(found), "created": _created(attributes), "made_with": versions(attributes)}
     if as_json:
