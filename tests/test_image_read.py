@@ -275,15 +275,17 @@ def test_embed_sees_the_upright_photo_and_goes_on_past_a_bad_file(runner, phone_
 
 def test_embed_records_an_image_that_breaks_after_the_check(tmp_path, tiny_clip):
     from lmmclf.clip import load_clip
-    from lmmclf.embed.images import EncodeSettings, encode_images
+    from lmmclf.embed.images import EncodeSettings, image_batches
 
     good, gone = tmp_path / "good.png", tmp_path / "gone.png"
     Image.fromarray(_noise(20, 20)).save(good)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     clip = load_clip(tiny_clip, None, "cpu")
-    vectors, errors = encode_images(clip.model, [str(good), str(empty), str(gone)], clip.preprocess,
-                                    EncodeSettings(batch_size=2, num_workers=0, device="cpu", precision="fp32"))
+    batches = list(image_batches(clip.model, [str(good), str(empty), str(gone)], clip.preprocess,
+                                 EncodeSettings(batch_size=2, num_workers=0, device="cpu", precision="fp32")))
+    vectors = np.concatenate([batch for _, batch, _ in batches])
+    errors = [error for _, _, batch_errors in batches for error in batch_errors]
     assert vectors[0].any() and not vectors[1].any() and not vectors[2].any()
     assert errors[0] == "" and str(empty) in errors[1] and "empty" in errors[1] and str(gone) in errors[2]
 

@@ -39,6 +39,7 @@ from lmmclf.describe.artifact import (
 )
 from lmmclf.describe.backends.base import Backend, Job, backend_class
 from lmmclf.describe.entries import DescribeEntries, entry_identity
+from lmmclf.per_image import item_digests
 from lmmclf.describe.parse import parse_answer
 from lmmclf.describe.prompts import resolve_prompt
 from lmmclf.errors import CorruptArtifactError, LmmclfError
@@ -181,7 +182,7 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
     summary.skipped = len(mine) - len(todo) - kept
     entries = DescribeEntries(store.root, entry_identity(spec))
     backfill = not entries.exists()  # the first run since entries: what the artifact already holds becomes entries
-    digests = _digests(store, items if backfill else todo)
+    digests = item_digests(store.file_hash_db(), items if backfill else todo)
     if todo and not force:  # the same bytes described under the same identity (another split, a moved file, predict)
         todo, kept, reused = _reuse(todo, digests, entries, journal, section.require_list, ask_answered, summary, kept)
         records.update((record["id"], record) for record in reused)
@@ -220,13 +221,6 @@ def _run(store, spec, items: list, shard, journal: Journal, section, backend: Ba
     if backfill and summary.artifact:  # e.g. an artifact from before entries: its answers become entries once
         entries.put_many(((digests.get(i, ""), r) for i, r in _known_records(store, spec.key, k)[0].items()), replace=False)
     entries.close()
-
-
-def _digests(store, items: list) -> dict[str, str]:
-    """item id -> the digest its entry is keyed by (:func:`lmmclf.per_image.item_digests`)."""
-    from lmmclf.per_image import item_digests
-
-    return item_digests(store.file_hash_db(), items)
 
 
 def refuse_mixed_settings(records, current: dict[str, str], retry_command: str | None) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from lmmclf.datasets.base import Item
 from lmmclf.errors import ImageReadError
 from lmmclf.image_read import read_rgb
@@ -117,34 +115,6 @@ def image_batches(model: Any, paths: Sequence[str], preprocess: Callable, settin
                 if error:
                     vectors[position] = 0.0
             yield indices.numpy(), vectors, errors
-
-
-def encode_images(model: Any, paths: Sequence[str], preprocess: Callable, settings: EncodeSettings, advance: Callable[[int], None] | None = None):
-    """Encode every image into one array; returns ``(embeddings (N, D) float32, errors list[str])``.
-
-    The embed stage writes :func:`image_batches` to its artifact as they come instead; this is
-    for callers that want the whole array (benchmarks, small sets).
-
-    Args:
-        model: an open_clip model in eval mode on ``settings.device``.
-        paths: the image files, in the order of the output rows.
-        preprocess: CLIP's validation transform.
-        settings: how to run it.
-        advance: called with the number of images finished after each batch (progress bars).
-    """
-    embeddings: np.ndarray | None = None
-    errors = [""] * len(paths)
-    for rows, vectors, batch_errors in image_batches(model, paths, preprocess, settings):
-        if embeddings is None:
-            embeddings = np.zeros((len(paths), vectors.shape[1]), dtype=np.float32)
-        embeddings[rows] = vectors
-        for row, error in zip(rows, batch_errors):
-            errors[row] = error
-        if advance:
-            advance(len(rows))
-    if embeddings is None:
-        embeddings = np.zeros((0, 0), dtype=np.float32)
-    return embeddings, errors
 
 
 def item_paths(items: Sequence[Item]) -> list[str]:

@@ -114,22 +114,6 @@ def encode_settings(cfg: ExperimentConfig):
     )
 
 
-def write_array(handle: Any, name: str, data: np.ndarray, row_chunk: int = 1024) -> None:
-    """Store ``data`` chunked along rows and gzip-compressed (byte-shuffled, which helps floats).
-
-    Args:
-        handle: the open artifact.
-        name: dataset name.
-        data: the array (non-empty first axis or not, both work).
-        row_chunk: rows per chunk.
-    """
-    if data.size == 0:
-        handle.create_dataset(name, data=data)
-        return
-    chunks = (min(len(data), row_chunk), *data.shape[1:])
-    handle.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=4, shuffle=True)
-
-
 def _text_dataset(handle: Any, name: str, values: list[str]) -> None:
     import h5py
 

@@ -215,23 +215,24 @@ def out_dir_error(out_dir: Path, reason: str) -> StorageError:
     )
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """Raise :func:`out_dir_error` unless the result files can be written in ``out_dir``.
+def check_out_dir(out_dir: Path, error=None) -> None:
+    """Raise :func:`out_dir_error` (or ``error(out_dir, reason)``) unless files can be written in ``out_dir``.
 
     Called before any work, so that a typo'd or read-only folder costs nothing. It creates no
     folder: it tries a temporary file in ``out_dir`` or, if that does not exist yet, in its nearest
     existing ancestor (where the folder would be created). Trying beats ``os.access``, which a
     read-only file system, ACLs or root make unreliable.
     """
+    error = error or out_dir_error
     probe = Path(os.path.abspath(out_dir))
     while not probe.exists():
         if probe.is_symlink():  # dangling: the folder it points at would be created elsewhere
-            raise out_dir_error(out_dir, f"{probe} is a dangling symbolic link")
+            raise error(out_dir, f"{probe} is a dangling symbolic link")
         probe = probe.parent
     if not probe.is_dir():
-        raise out_dir_error(out_dir, f"{probe} is a file, not a folder")
+        raise error(out_dir, f"{probe} is a file, not a folder")
     try:
         with tempfile.TemporaryFile(dir=probe, prefix=".lmmclf-write-test-"):
             pass
     except OSError as exc:
-        raise out_dir_error(out_dir, exc.strerror or str(exc)) from exc
+        raise error(out_dir, exc.strerror or str(exc)) from exc

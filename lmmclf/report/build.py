@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -37,16 +36,9 @@ def out_dir_error(out_dir: Path, reason: str) -> StorageError:
 
 def check_out_dir(out_dir: Path) -> None:
     """Raise :func:`out_dir_error` unless files can be written in ``out_dir`` (or where it would be created)."""
-    probe = Path(os.path.abspath(out_dir))
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise out_dir_error(out_dir, f"{probe} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=probe, prefix=".lmmclf-write-test-"):
-            pass
-    except OSError as exc:
-        raise out_dir_error(out_dir, exc.strerror or str(exc)) from exc
+    from lmmclf.evaluation.report import check_out_dir as check_writable
+
+    check_writable(out_dir, error=out_dir_error)
 
 
 def _write(path: Path, text: str) -> None:

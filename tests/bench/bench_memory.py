@@ -2,7 +2,7 @@
 trunk-cache read at N = 2,000 and N = 20,000 images, and the ratio 20k / 2k per stage.
 
 Synthetic embed artifacts are written under their real keys (``embed.specs``) with the embed
-stage's own array writer (``embed.run.write_array``: row-chunked, gzip), D = 768 and K = 10
+stage's own array writer (``embed.rows.row_array``: row-chunked, gzip), D = 768 and K = 10
 descriptions per image as for ViT-L/14, then each stage runs in its own subprocess through its
 library function, so its peak RSS (``ru_maxrss``) is its own.
 
@@ -42,7 +42,7 @@ def build(root: Path, n: int) -> None:
     """Write the embed-image, embed-text and trunk artifacts of N synthetic images, in row chunks."""
     import h5py
 
-    from lmmclf.embed.run import write_array
+    from lmmclf.embed.rows import row_array
     from lmmclf.embed.specs import image_embed_spec, text_embed_spec
     from lmmclf.finetune.trunk_cache import STAGE as TRUNK
     from lmmclf.finetune.trunk_cache import ordered_items, rows_per_chunk
@@ -60,20 +60,19 @@ def build(root: Path, n: int) -> None:
         handle.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=strings)
         handle.create_dataset("labels", data=labels.astype(np.int64))
         handle.create_dataset("splits", data=np.asarray([i.split for i in dataset.items], dtype=object), dtype=strings)
-        write_array(handle, "embeddings", (centres[labels] + rng.normal(size=(n, D))).astype(np.float16))
+        row_array(handle, "embeddings", (n, D), np.float16)[...] = (centres[labels] + rng.normal(size=(n, D))).astype(np.float16)
         handle.create_dataset("ok", data=np.ones(n, dtype=bool))
         handle.attrs["class_names"] = json.dumps(dataset.class_names)
         return n
 
     def texts(handle) -> int:
         handle.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=strings)
-        table = handle.create_dataset("description_embeddings", shape=(n, K, D), dtype=np.float16, chunks=(64, K, D),
-                                      compression="gzip", compression_opts=4, shuffle=True)
+        table = row_array(handle, "description_embeddings", (n, K, D), np.float16, row_chunk=64)
         for start in range(0, n, 1024):
             rows = labels[start : start + 1024]
             table[start : start + len(rows)] = (centres[rows][:, None] + rng.normal(size=(len(rows), K, D))).astype(np.float16)
         handle.create_dataset("mask", data=np.ones((n, K), dtype=bool))
-        write_array(handle, "pooled", (centres[labels] + rng.normal(size=(n, D)) / np.sqrt(K)).astype(np.float16))
+        row_array(handle, "pooled", (n, D), np.float16)[...] = (centres[labels] + rng.normal(size=(n, D)) / np.sqrt(K)).astype(np.float16)
         return n
 
     store.ensure(image_embed_spec(cfg, dataset, store), images)
