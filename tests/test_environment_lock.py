@@ -38,3 +38,28 @@ def test_every_dependency_of_dev_is_pinned_exactly(lock):
     pins = _pins(path)
     assert not wanted - set(pins), f"constraints/{lock} lacks pins for {sorted(wanted - set(pins))}: regenerate it"
     assert all(re.fullmatch(r"[\w.+!-]+", version) for version in pins.values())
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``2.6`` and ``2.6.0`` are one release: trailing zeros dropped."""
+    parts = [int(part) for part in version.split("+")[0].split(".")]
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def test_lowest_pins_each_direct_dependency_at_its_floor():
+    """lowest.txt checks the floors pyproject declares: a floor raised or lowered without it is caught here."""
+    path = ROOT / "constraints" / "lowest.txt"
+    if not path.exists():
+        pytest.skip("constraints/lowest.txt is not there")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors: dict[str, tuple[int, ...]] = {}
+    for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        floor = re.search(r">=\s*([\w.]+)", requirement)
+        assert floor, f"pyproject.toml: '{requirement}' has no floor (>=)"
+        name = _name(requirement)
+        floors[name] = max(floors.get(name, ()), _release(floor.group(1)))  # the highest where several lines name it
+    pins = _pins(path)
+    wrong = {name: pins.get(name) for name, floor in floors.items() if _release(pins.get(name, "0")) != floor}
+    assert not wrong, f"constraints/lowest.txt does not pin these at pyproject's floors: {wrong}; run constraints/lock-test.sh --lowest"

@@ -48,7 +48,8 @@ def _common_modes(folder: Path) -> dict[str, Path]:
     }
     out = {}
     for name, (image, filename) in files.items():
-        image.save(folder / filename)
+        # a raw YCbCr TIFF from Pillow < 13 does not open again in Pillow itself; packbits opens in all
+        image.save(folder / filename, **({"compression": "packbits"} if filename.endswith(".tif") else {}))
         out[name] = folder / filename
     return out
 

@@ -52,7 +52,9 @@ def encode_tokens(model: Any, tokens: Any):
     x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
     x = model.ln_final(x)
-    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    # open_clip 3.0 has no text_eos_id and its text_global_pool takes no eos_token_id
+    eos = getattr(model, "text_eos_id", None)
+    x = text_global_pool(x, tokens, model.text_pool_type, **({} if eos is None else {"eos_token_id": eos}))
     projection = model.text_projection
     if projection is None:
         return x
