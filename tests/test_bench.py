@@ -45,3 +45,40 @@ def test_bench_table_equals_each_eval(tmp_path, runner):
     # nothing usable: exit 1
     nothing = runner.invoke(app, ["-c", config, "bench", "--datasets", "absent", "--method", "image", "--from-cache", "--out-dir", str(out)])
     assert nothing.exit_code == 1
+
+
+def test_clip_benchmark_json(tmp_path, runner):
+    """eval --clip-benchmark: one CLIP_benchmark result per row; the recall computed independently from the stored predictions."""
+    from lmmclf.cli.app import app
+    from lmmclf.demo import prepare_demo
+    from lmmclf.results import read_runs
+    from lmmclf.store import ArtifactStore
+
+    assets = prepare_demo(tmp_path / "demo", n_train=3, n_test=2, epochs=3)
+    config = str(assets.config)
+    out = tmp_path / "results"
+    result = runner.invoke(app, ["-c", config, "eval", "--method", "image,zeroshot", "--compute-missing", "--no-plot",
+                                 "--clip-benchmark", "--out-dir", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    files = sorted((out / "clip_benchmark").glob("*.json"))
+    assert len(files) == 2
+    by_method = {json.loads(f.read_text())["lmmclf_method"]: json.loads(f.read_text()) for f in files}
+    store = ArtifactStore(None)
+    for summary in document["methods"]:
+        data = by_method[summary["method"]]
+        assert set(data) >= {"dataset", "model", "pretrained", "task", "metrics", "language"} and data["dataset"] == "demo"
+        prefix = "lp_" if summary["method"] == "image" else ""
+        assert data["task"] == ("linear_probe" if prefix else "zeroshot_classification")
+        assert data["metrics"][f"{prefix}acc1"] == summary["mean"]
+        with store.open("probe", summary["keys"][0]) as handle:
+            runs = read_runs(handle)
+        per_seed = []
+        for run in runs:  # the metric is the mean over seeds, as the accuracy
+            labels, predictions = list(run.test_labels), list(run.test_predictions)
+            recalls = []
+            for c in sorted(set(labels)):
+                rows = [i for i, label in enumerate(labels) if label == c]
+                recalls.append(sum(predictions[i] == c for i in rows) / len(rows))
+            per_seed.append(sum(recalls) / len(recalls))
+        assert abs(data["metrics"][f"{prefix}mean_per_class_recall"] - sum(per_seed) / len(per_seed)) < 1e-12

@@ -34,6 +34,7 @@ def bench(
     method: Annotated[Optional[list[str]], typer.Option("--method", "-m", help="Methods, the table's columns (as eval's --method; default: eval.methods).")] = None,
     from_cache: Annotated[bool, typer.Option("--from-cache", help="Only collect what is cached; compute nothing (missing methods are listed with their commands).")] = False,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where bench.json/.csv/.md go.")] = Path("results/bench"),
+    clip_benchmark: Annotated[bool, typer.Option("--clip-benchmark", help="Also write every cell as CLIP_benchmark's result JSON under OUT_DIR/clip_benchmark.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run (or, with --from-cache, collect) the methods on each dataset and write one table: rows datasets, columns methods, plus the mean.
@@ -84,6 +85,11 @@ def bench(
     labels = {m.name: m.label for m in methods}
     try:
         files = write_files(out_dir, result, labels)
+        if clip_benchmark:
+            from lmmclf.evaluation import clip_benchmark as cb
+
+            for document in result.documents.values():
+                files += cb.write(out_dir / "clip_benchmark", document, base.embed.clip_model, base.embed.clip_pretrained)
     except OSError as exc:
         raise out_dir_error(out_dir, exc.strerror or str(exc)) from exc
     document = {**result.to_document(), "files": [str(p) for p in files]}
