@@ -139,6 +139,7 @@ COMMANDS = [
     ("lmmclf.cli.probe_cmd", "probe", "probe"),
     ("lmmclf.cli.finetune_cmd", "finetune", "finetune"),
     ("lmmclf.cli.eval_cmd", "evaluate", "eval"),
+    ("lmmclf.cli.bench_cmd", "bench", "bench"),
     ("lmmclf.cli.report_cmd", "report", "report"),
     ("lmmclf.cli.predict_cmd", "predict", "predict"),
     ("lmmclf.cli.demo_cmd", "demo", "demo"),

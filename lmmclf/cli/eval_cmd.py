@@ -23,6 +23,7 @@ def evaluate(
     compute_missing: Annotated[bool, typer.Option("--compute-missing", help="Run the stages whose artifacts are missing instead of naming their commands.")] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write accuracy.png, test accuracy per epoch (needs matplotlib).")] = True,
     bootstrap: Annotated[Optional[int], typer.Option("--bootstrap", help="Bootstrap resamples for --compare (default 2000).")] = None,
+    clip_benchmark: Annotated[bool, typer.Option("--clip-benchmark", help="Also write each row as CLIP_benchmark's result JSON (acc1, mean_per_class_recall; lp_ for probes) under OUT_DIR/clip_benchmark.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compose the cached results of the methods into a table like the paper's Table 2, files and a plot.
@@ -52,6 +53,10 @@ def evaluate(
     title = f"{index.name}: test accuracy"
     try:  # the folder can still fail now (full disk, changed meanwhile): the same sentence
         files = write_files(target, document, title)
+        if clip_benchmark:
+            from lmmclf.evaluation import clip_benchmark as cb
+
+            files += cb.write(target / "clip_benchmark", document, cfg.embed.clip_model, cfg.embed.clip_pretrained)
         if plot:
             from lmmclf.errors import LmmclfError
             from lmmclf.evaluation.plots import plot_curves

@@ -139,9 +139,13 @@ def method_summary(result: MethodResult, split_ids: frozenset[str]) -> dict[str,
         if len(runs) > 1:  # the plot's spread band over seeds (sample std, as the tables' ±)
             curves["test_acc_std"] = np.std([run.test_acc[:length] for run in runs], axis=0, ddof=1).tolist()
         curves["train_loss_mean"] = np.mean([run.train_loss[:length] for run in runs], axis=0).tolist()
+    from lmmclf.evaluation.clip_benchmark import mean_per_class_recall
+
+    recall = [mean_per_class_recall(run.test_predictions, run.test_labels) for run in runs]
     return {
         "method": result.method.name,
         "label": result.method.label,
+        "mean_per_class_recall": float(np.mean(recall)) if recall else None,  # balanced accuracy, mean over seeds
         "keys": result.keys,
         **measured_on(runs, split_ids),
         **summary,
