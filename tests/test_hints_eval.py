@@ -90,7 +90,13 @@ def test_eval_lists_every_missing_method_with_commands_that_work_as_written(toy,
         # one cached, one missing: the missing one is still listed, and what is cached is named
         result = runner.invoke(app, ["-c", config, "eval", "--method", "image,text", "--no-plot"])
         assert result.exit_code == 1 and "cached with these settings: image" in " ".join(result.stderr.split())
-        _run_verbatim(runner, lines["text"])
+        # --method all shows what is cached; each missing row's command is printed whole on its own line
+        # under the table (a table cell would wrap it at the terminal's width)
+        result = runner.invoke(app, ["-c", config, "eval", "--method", "all", "--no-plot", "--out-dir", str(tmp_path / "all")])
+        assert result.exit_code == 0, result.output
+        printed = {m.group(1): m.group(2) for m in re.finditer(r"^(\S+): (lmmclf .+)$", result.output, re.M)}
+        assert printed["text"] == lines["text"], result.output
+        _run_verbatim(runner, printed["text"])
     result = runner.invoke(app, ["-c", config, "eval", "--method", "image,text", "--no-plot", "--out-dir", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
 

@@ -98,7 +98,7 @@ def bench(
     else:
         from lmmclf.evaluation.bench import to_markdown
 
-        console.print(escape(to_markdown(result, labels)))
+        console.print(escape(to_markdown(result, labels)), soft_wrap=True)  # Markdown rows and commands stay whole
         console.print(f"[dim]Wrote {escape(', '.join(map(str, files)))}[/]")
     if not result.documents:
         raise typer.Exit(1)  # nothing usable: every dataset failed

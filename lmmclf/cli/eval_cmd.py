@@ -37,7 +37,7 @@ def evaluate(
     from lmmclf.datasets import load_dataset
     from lmmclf.evaluation.report import check_out_dir, out_dir_error
     from lmmclf.evaluation.report import evaluate as build
-    from lmmclf.evaluation.tables import comparison_sentence, rich_table, write_files
+    from lmmclf.evaluation.tables import comparison_sentence, missing_commands, rich_table, write_files
 
     cfg, store = load(ctx, dataset)
     require_dataset(cfg)
@@ -73,7 +73,10 @@ def evaluate(
     if as_json:
         print_json(document)
         return
-    console.print(rich_table(document["methods"], title, [(escape(m.method.name), escape(m.chain)) for m in missing]))
+    rows_missing = [(escape(m.method.name), escape(m.chain)) for m in missing]
+    console.print(rich_table(document["methods"], title, rows_missing))
+    for line in missing_commands(rows_missing):
+        console.print(line, soft_wrap=True, highlight=False)
     if "comparison" in document:
         console.print(comparison_sentence(document["comparison"]))
     console.print(f"[dim]Wrote {escape(', '.join(str(path) for path in files))}[/]")

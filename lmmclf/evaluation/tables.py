@@ -62,7 +62,7 @@ def comparison_sentence(c: dict) -> str:
 
 
 def rich_table(summaries: list[dict[str, Any]], title: str, missing: list[tuple[str, str]] = ()):
-    """A Rich table for the console; missing methods are listed with the command that makes them."""
+    """A Rich table for the console; missing methods are listed as not cached (their commands: ``missing_commands``)."""
     from rich.table import Table
 
     from rich.markup import escape
@@ -76,9 +76,17 @@ def rich_table(summaries: list[dict[str, Any]], title: str, missing: list[tuple[
     table.add_column("Best epoch (optimistic)", justify="right")
     for row in rows(summaries):
         table.add_row(escape(row["label"]), _accuracy_cell(row), row["test_images"], str(len(row["seeds"].split())), row["best_acc_mean"] or "-")
-    for name, command in missing:
-        table.add_row(f"[dim]{name}[/]", "[dim]not cached[/]", "", "", f"[dim]{command}[/]")
+    for name, _command in missing:
+        table.add_row(f"[dim]{name}[/]", "[dim]not cached (command below)[/]", "", "", "")
     return table
+
+
+def missing_commands(missing: list[tuple[str, str]]) -> list[str]:
+    """One console line per missing method: its name and the whole command that makes it.
+
+    Printed under the table, not in a cell, so that no column width ever wraps a command a user copies.
+    """
+    return [f"[dim]{name}:[/] {command}" for name, command in missing]
 
 
 def write_files(out_dir: Path, document: dict[str, Any], title: str) -> list[Path]:
